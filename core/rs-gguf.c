@@ -952,3 +952,22 @@ rs_gguf_get_bool_or (const RsGguf *g, const char *key, bool fallback, bool *out,
     }
   return rs_gguf_get_bool (g, key, out, error);
 }
+
+gboolean
+rs_gguf_lock_memory (const RsGguf *g, GError **error)
+{
+  for (guint i = 0; i < g->parts->len; i++)
+    {
+      const RsGgufPart *p = g->parts->pdata[i];
+      if (mlock (p->map, p->size) != 0)
+        {
+          int e = errno;
+          g_set_error (error, RS_ERROR, RS_ERROR_RESOURCE,
+                       "%s: cannot lock %" G_GUINT64_FORMAT " bytes in memory: %s%s", p->path,
+                       p->size, g_strerror (e),
+                       e == ENOMEM || e == EPERM ? " (raise the limit with ulimit -l)" : "");
+          return FALSE;
+        }
+    }
+  return TRUE;
+}

@@ -114,6 +114,10 @@ gboolean rs_gguf_get_u32_or  (const RsGguf *gguf, const char *key, uint32_t fall
 gboolean rs_gguf_get_f64_or  (const RsGguf *gguf, const char *key, double fallback, double *out, GError **error);
 gboolean rs_gguf_get_bool_or (const RsGguf *gguf, const char *key, bool fallback, bool *out, GError **error);
 
+/* Locks every mapped part in RAM (mlock), so that the kernel does not
+ * evict weight pages between uses. Sets @error when refused. */
+gboolean rs_gguf_lock_memory (const RsGguf *gguf, GError **error);
+
 /* Name of a metadata value type ("uint32", "array"...). */
 const char *rs_gguf_value_type_name (RsGgufValueType type);
 
