@@ -1,7 +1,8 @@
 /* bench-quant.c: dequantisation and dot-product throughput per tensor type.
  *
  * For each supported type: a rows x cols weight matrix (default 4096 x 4096,
- * single thread) is dequantised row by row, and multiplied with one
+ * single thread) is dequantised row by row (scalar reference and the
+ * dispatched SIMD path), and multiplied with one
  * activation vector (a decode-style matvec) with the scalar reference
  * kernel and with the dispatched one. Throughput is in GB/s of quantised
  * weight bytes, the number that matters when decode is memory bound.
@@ -48,10 +49,10 @@ typedef struct {
 /* One full pass: dequantise every row (into the same small buffer, so the
  * traffic measured is the weights'). */
 static void
-pass_dequant (Bench *b)
+pass_dequant (Bench *b, void (*fn) (RsType, const void *, float *, int64_t))
 {
   for (int64_t r = 0; r < b->rows; r++)
-    rs_dequantize_row (b->type, b->w + r * b->row_bytes, b->tmp, b->cols);
+    fn (b->type, b->w + r * b->row_bytes, b->tmp, b->cols);
   sink = b->tmp[b->cols - 1];
 }
 
@@ -110,8 +111,8 @@ main (int argc, char **argv)
   printf ("matvec %" G_GINT64_FORMAT " x %" G_GINT64_FORMAT ", single thread; CPU: avx2=%d fma=%d f16c=%d avx512f=%d vnni=%d\n",
           rows, cols, f->avx2, f->fma, f->f16c, f->avx512f, f->avx512vnni);
   printf ("GB/s are of quantised weight bytes; act = quantising the activation row (us)\n\n");
-  printf ("%-7s %8s %9s | %9s | %9s %9s %-7s %7s | %7s\n", "type", "bits/w", "MB", "dequant",
-          "dot scal", "dot best", "impl", "speedup", "act us");
+  printf ("%-7s %6s %7s | %8s %8s %6s | %8s %8s %6s %-6s | %6s\n", "type", "bits/w", "MB",
+          "deq scal", "deq best", "ratio", "dot scal", "dot best", "ratio", "impl", "act us");
 
   GRand *rng = g_rand_new_with_seed (1);
   /* Quantising is slow for some types; 64 distinct rows are repeated. */
@@ -142,15 +143,16 @@ main (int argc, char **argv)
 
     const double mb = (double) b.row_bytes * rows / 1e6;
     rs_quantize_act (at, x, b.act, cols);
-    double t_deq, t_sc, t_best, t_act;
+    double t_dsc, t_deq, t_sc, t_best, t_act;
     TIME_PASSES (budget / 5, t_act, rs_quantize_act (at, x, b.act, cols));
-    TIME_PASSES (budget, t_deq, pass_dequant (&b));
+    TIME_PASSES (budget, t_dsc, pass_dequant (&b, rs_dequantize_row_scalar));
+    TIME_PASSES (budget, t_deq, pass_dequant (&b, rs_dequantize_row));
     TIME_PASSES (budget, t_sc, pass_dot (&b, rs_vec_dot_fn_scalar (t)));
     TIME_PASSES (budget, t_best, pass_dot (&b, rs_vec_dot_fn (t)));
 
-    printf ("%-7s %8.3f %9.2f | %9.2f | %9.2f %9.2f %-7s %6.1fx | %7.2f\n", rs_type_name (t),
-            8.0 * b.row_bytes / cols, mb, mb / 1e3 / t_deq, mb / 1e3 / t_sc, mb / 1e3 / t_best,
-            rs_vec_dot_impl_name (t), t_sc / t_best, t_act * 1e6);
+    printf ("%-7s %6.3f %7.2f | %8.2f %8.2f %5.1fx | %8.2f %8.2f %5.1fx %-6s | %6.2f\n", rs_type_name (t),
+            8.0 * b.row_bytes / cols, mb, mb / 1e3 / t_dsc, mb / 1e3 / t_deq, t_dsc / t_deq,
+            mb / 1e3 / t_sc, mb / 1e3 / t_best, t_sc / t_best, rs_vec_dot_impl_name (t), t_act * 1e6);
     fflush (stdout);
     g_free (b.w);
     g_free (b.act);

@@ -25,10 +25,22 @@
 
 /* ---- helpers ---- */
 
+/* Fixed-trip inner loops are unrolled so shift counts and shuffle
+ * controls become constants (-O2 would keep them as loops). */
+#define RS_UNROLL _Pragma ("GCC unroll 8")
+
 static inline float
 hsum_ps (__m256 v)
 {
   __m128 s = _mm_add_ps (_mm256_castps256_ps128 (v), _mm256_extractf128_ps (v, 1));
+  s = _mm_add_ps (s, _mm_movehl_ps (s, s));
+  s = _mm_add_ss (s, _mm_movehdup_ps (s));
+  return _mm_cvtss_f32 (s);
+}
+
+static inline float
+hsum_ps128 (__m128 s)
+{
   s = _mm_add_ps (s, _mm_movehl_ps (s, s));
   s = _mm_add_ss (s, _mm_movehdup_ps (s));
   return _mm_cvtss_f32 (s);
@@ -346,11 +358,13 @@ rs_vec_dot_q2_k_avx2 (int64_t n, const void *w, const void *act)
     const int msum = hsum_epi32 (_mm256_madd_epi16 (mn16, bsums));
 
     __m256i sumi = _mm256_setzero_si256 ();
+    RS_UNROLL
     for (int c = 0; c < 2; c++) {
       const __m256i q2 = loadu256 (x[i].qs + 32 * c);
       const __m256i sch = c == 0 ? _mm256_permute2x128_si256 (sc16, sc16, 0x00)
                                  : _mm256_permute2x128_si256 (sc16, sc16, 0x11);
       const int8_t *q8 = y[i].qs + 128 * c;
+      RS_UNROLL
       for (int s = 0; s < 4; s++) {
         const __m256i v = _mm256_and_si256 (_mm256_srli_epi16 (q2, 2 * s), m3);
         const __m256i p = _mm256_maddubs_epi16 (v, loadu256 (q8 + 32 * s));
@@ -394,11 +408,13 @@ rs_vec_dot_q3_k_avx2 (int64_t n, const void *w, const void *act)
     const __m256i hm = loadu256 (x[i].hmask);
 
     __m256i sumi = _mm256_setzero_si256 ();
+    RS_UNROLL
     for (int c = 0; c < 2; c++) {
       const __m256i q3 = loadu256 (x[i].qs + 32 * c);
       const __m256i sch = c == 0 ? _mm256_permute2x128_si256 (sc16, sc16, 0x00)
                                  : _mm256_permute2x128_si256 (sc16, sc16, 0x11);
       const int8_t *q8 = y[i].qs + 128 * c;
+      RS_UNROLL
       for (int s = 0; s < 4; s++) {
         const __m256i bit = _mm256_set1_epi8 ((char) (1 << (4 * c + s)));
         const __m256i h = _mm256_and_si256 (_mm256_cmpeq_epi8 (_mm256_and_si256 (hm, bit), bit), four);
@@ -429,18 +445,27 @@ k4_scales_mins (const uint8_t *p)
   return _mm_setr_epi32 ((int) sc0, (int) sc1, (int) mn0, (int) mn1);
 }
 
-/* sum_j mins_j * (bsums[2j] + bsums[2j+1]) for the 8 32-element sub-blocks. */
-static inline int
+/* mins_j * (bsums[2j] + bsums[2j+1]) for the 8 32-element sub-blocks,
+ * as 4 int32 partial sums (the caller scales and accumulates them without
+ * a horizontal sum per super-block). */
+static inline __m128i
 k4_min_term (__m128i scmn, const int16_t *bsums)
 {
   const __m128i mn16 = _mm_cvtepu8_epi16 (_mm_unpackhi_epi64 (scmn, scmn));
   const __m128i b0 = _mm_loadu_si128 ((const __m128i *) bsums);
   const __m128i b1 = _mm_loadu_si128 ((const __m128i *) (bsums + 8));
   const __m128i pair = _mm_hadd_epi16 (b0, b1);   /* 32-element sums, |.| <= 4064 */
-  __m128i p = _mm_madd_epi16 (mn16, pair);
-  p = _mm_add_epi32 (p, _mm_unpackhi_epi64 (p, p));
-  p = _mm_add_epi32 (p, _mm_shuffle_epi32 (p, 1));
-  return _mm_cvtsi128_si32 (p);
+  return _mm_madd_epi16 (mn16, pair);
+}
+
+/* d and dmin of a Q4_K/Q5_K block (adjacent fp16s) times the activation
+ * scale: lane 0 = dy * d, lane 1 = dy * dmin. */
+static inline __m128
+k4_d_dmin (const uint16_t *d_dmin, float dy)
+{
+  uint32_t both;
+  memcpy (&both, d_dmin, 4);
+  return _mm_mul_ps (_mm_cvtph_ps (_mm_cvtsi32_si128 ((int) both)), _mm_set1_ps (dy));
 }
 
 float
@@ -450,7 +475,7 @@ rs_vec_dot_q4_k_avx2 (int64_t n, const void *w, const void *act)
   const RsBlockQ8K *y = act;
   const __m256i m4 = _mm256_set1_epi8 (0xF);
   __m256 acc = _mm256_setzero_ps ();
-  float macc = 0.0f;
+  __m128 macc = _mm_setzero_ps ();
   for (int64_t i = 0; i < n / 256; i++) {
     const __m128i scmn = k4_scales_mins (x[i].scales);
     const __m256i sc8 = _mm256_broadcastsi128_si256 (_mm_cvtepu8_epi16 (scmn));
@@ -458,6 +483,7 @@ rs_vec_dot_q4_k_avx2 (int64_t n, const void *w, const void *act)
     const uint8_t *q4 = x[i].qs;
 
     __m256i s0 = _mm256_setzero_si256 (), s1 = _mm256_setzero_si256 ();
+    RS_UNROLL
     for (int j = 0; j < 4; j++) {
       const __m256i q = loadu256 (q4 + 32 * j);
       const __m256i lo = _mm256_and_si256 (q, m4);
@@ -467,11 +493,11 @@ rs_vec_dot_q4_k_avx2 (int64_t n, const void *w, const void *act)
       s0 = _mm256_add_epi32 (s0, _mm256_madd_epi16 (plo, scale32_bcast (sc8, 2 * j)));
       s1 = _mm256_add_epi32 (s1, _mm256_madd_epi16 (phi, scale32_bcast (sc8, 2 * j + 1)));
     }
-    const float dy = y[i].d;
-    acc = _mm256_fmadd_ps (_mm256_set1_ps (dy * fp16 (x[i].d)), _mm256_cvtepi32_ps (_mm256_add_epi32 (s0, s1)), acc);
-    macc += dy * fp16 (x[i].dmin) * (float) k4_min_term (scmn, y[i].bsums);
+    const __m128 dd = k4_d_dmin (&x[i].d, y[i].d);
+    acc = _mm256_fmadd_ps (_mm256_broadcastss_ps (dd), _mm256_cvtepi32_ps (_mm256_add_epi32 (s0, s1)), acc);
+    macc = _mm_fmadd_ps (_mm_shuffle_ps (dd, dd, 0x55), _mm_cvtepi32_ps (k4_min_term (scmn, y[i].bsums)), macc);
   }
-  return hsum_ps (acc) - macc;
+  return hsum_ps (acc) - hsum_ps128 (macc);
 }
 
 float
@@ -481,7 +507,7 @@ rs_vec_dot_q5_k_avx2 (int64_t n, const void *w, const void *act)
   const RsBlockQ8K *y = act;
   const __m256i m4 = _mm256_set1_epi8 (0xF), b4 = _mm256_set1_epi8 (0x10);
   __m256 acc = _mm256_setzero_ps ();
-  float macc = 0.0f;
+  __m128 macc = _mm_setzero_ps ();
   for (int64_t i = 0; i < n / 256; i++) {
     const __m128i scmn = k4_scales_mins (x[i].scales);
     const __m256i sc8 = _mm256_broadcastsi128_si256 (_mm_cvtepu8_epi16 (scmn));
@@ -493,6 +519,7 @@ rs_vec_dot_q5_k_avx2 (int64_t n, const void *w, const void *act)
     __m256i qh = loadu256 (x[i].qh);
 
     __m256i s0 = _mm256_setzero_si256 (), s1 = _mm256_setzero_si256 ();
+    RS_UNROLL
     for (int j = 0; j < 4; j++) {
       const __m256i q = loadu256 (q4 + 32 * j);
       const __m256i lo = _mm256_or_si256 (_mm256_and_si256 (q, m4),
@@ -505,11 +532,11 @@ rs_vec_dot_q5_k_avx2 (int64_t n, const void *w, const void *act)
       s0 = _mm256_add_epi32 (s0, _mm256_madd_epi16 (plo, scale32_bcast (sc8, 2 * j)));
       s1 = _mm256_add_epi32 (s1, _mm256_madd_epi16 (phi, scale32_bcast (sc8, 2 * j + 1)));
     }
-    const float dy = y[i].d;
-    acc = _mm256_fmadd_ps (_mm256_set1_ps (dy * fp16 (x[i].d)), _mm256_cvtepi32_ps (_mm256_add_epi32 (s0, s1)), acc);
-    macc += dy * fp16 (x[i].dmin) * (float) k4_min_term (scmn, y[i].bsums);
+    const __m128 dd = k4_d_dmin (&x[i].d, y[i].d);
+    acc = _mm256_fmadd_ps (_mm256_broadcastss_ps (dd), _mm256_cvtepi32_ps (_mm256_add_epi32 (s0, s1)), acc);
+    macc = _mm_fmadd_ps (_mm_shuffle_ps (dd, dd, 0x55), _mm_cvtepi32_ps (k4_min_term (scmn, y[i].bsums)), macc);
   }
-  return hsum_ps (acc) - macc;
+  return hsum_ps (acc) - hsum_ps128 (macc);
 }
 
 float
@@ -525,6 +552,7 @@ rs_vec_dot_q6_k_avx2 (int64_t n, const void *w, const void *act)
     const __m256i corr = _mm256_slli_epi32 (_mm256_madd_epi16 (sc16, loadu256 (y[i].bsums)), 5);
 
     __m256i sa = _mm256_setzero_si256 (), sb = _mm256_setzero_si256 ();
+    RS_UNROLL
     for (int c = 0; c < 2; c++) {
       const __m256i ql0 = loadu256 (x[i].ql + 64 * c);
       const __m256i ql1 = loadu256 (x[i].ql + 64 * c + 32);
@@ -568,6 +596,7 @@ rs_vec_dot_iq4_xs_avx2 (int64_t n, const void *w, const void *act)
   __m256 acc = _mm256_setzero_ps ();
   for (int64_t i = 0; i < n / 256; i++) {
     __m256i s0 = _mm256_setzero_si256 (), s1 = _mm256_setzero_si256 ();
+    RS_UNROLL
     for (int ib = 0; ib < 8; ib += 2) {
       const __m256i qa = _mm256_shuffle_epi8 (tab, unpack_nibbles_32 (x[i].qs + 16 * ib));
       const __m256i qb = _mm256_shuffle_epi8 (tab, unpack_nibbles_32 (x[i].qs + 16 * ib + 16));
@@ -583,4 +612,274 @@ rs_vec_dot_iq4_xs_avx2 (int64_t n, const void *w, const void *act)
     acc = _mm256_fmadd_ps (_mm256_set1_ps (d), _mm256_cvtepi32_ps (_mm256_add_epi32 (s0, s1)), acc);
   }
   return hsum_ps (acc);
+}
+
+/* ------------------------------------------------------------------ */
+/* dequantisation (the prefill path dequantises weight tiles for sgemm)
+ *
+ * Each element is computed with exactly the operations of the scalar
+ * block helpers in rs-quant-block.h - an exact int -> float conversion,
+ * one multiply by the same (scalar-computed) scale, one subtraction - and
+ * this file is built with -ffp-contract=off, so the results are
+ * bit-identical to the helpers. Subtracting +0 where a type has no offset
+ * leaves every value unchanged, so one store helper serves all types. */
+
+/* 32 bytes -> 32 floats: out[e] = q[e] * d - m, with (d0, m0) for elements
+ * 0..15 and (d1, m1) for 16..31. */
+static inline void
+emit32 (float *out, __m256i q, int is_signed, __m256 d0, __m256 m0, __m256 d1, __m256 m1)
+{
+  const __m128i a = _mm256_castsi256_si128 (q), b = _mm256_extracti128_si256 (q, 1);
+  __m256i i0, i1, i2, i3;
+  if (is_signed) {
+    i0 = _mm256_cvtepi8_epi32 (a);
+    i1 = _mm256_cvtepi8_epi32 (_mm_srli_si128 (a, 8));
+    i2 = _mm256_cvtepi8_epi32 (b);
+    i3 = _mm256_cvtepi8_epi32 (_mm_srli_si128 (b, 8));
+  } else {
+    i0 = _mm256_cvtepu8_epi32 (a);
+    i1 = _mm256_cvtepu8_epi32 (_mm_srli_si128 (a, 8));
+    i2 = _mm256_cvtepu8_epi32 (b);
+    i3 = _mm256_cvtepu8_epi32 (_mm_srli_si128 (b, 8));
+  }
+  _mm256_storeu_ps (out,      _mm256_sub_ps (_mm256_mul_ps (_mm256_cvtepi32_ps (i0), d0), m0));
+  _mm256_storeu_ps (out + 8,  _mm256_sub_ps (_mm256_mul_ps (_mm256_cvtepi32_ps (i1), d0), m0));
+  _mm256_storeu_ps (out + 16, _mm256_sub_ps (_mm256_mul_ps (_mm256_cvtepi32_ps (i2), d1), m1));
+  _mm256_storeu_ps (out + 24, _mm256_sub_ps (_mm256_mul_ps (_mm256_cvtepi32_ps (i3), d1), m1));
+}
+
+static inline void
+emit32_same (float *out, __m256i q, int is_signed, float d, float m)
+{
+  const __m256 dv = _mm256_set1_ps (d), mv = _mm256_set1_ps (m);
+  emit32 (out, q, is_signed, dv, mv, dv, mv);
+}
+
+void
+rs_dequant_f16_avx2 (const void *src, float *dst, int64_t n)
+{
+  const uint16_t *x = src;
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps (dst + i, load_f16x8 (x + i));
+  for (; i < n; i++)
+    dst[i] = rs_fp16_to_fp32 (x[i]);
+}
+
+void
+rs_dequant_bf16_avx2 (const void *src, float *dst, int64_t n)
+{
+  const uint16_t *x = src;
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps (dst + i, load_bf16x8 (x + i));
+  for (; i < n; i++)
+    dst[i] = rs_bf16_to_fp32 (x[i]);
+}
+
+void
+rs_dequant_q8_0_avx2 (const void *src, float *dst, int64_t n)
+{
+  const RsBlockQ8_0 *x = src;
+  for (int64_t i = 0; i < n / 32; i++)
+    emit32_same (dst + 32 * i, loadu256 (x[i].qs), 1, fp16 (x[i].d), 0.0f);
+}
+
+void
+rs_dequant_q4_0_avx2 (const void *src, float *dst, int64_t n)
+{
+  const RsBlockQ4_0 *x = src;
+  const __m256i eight = _mm256_set1_epi8 (8);
+  for (int64_t i = 0; i < n / 32; i++)
+    emit32_same (dst + 32 * i, _mm256_sub_epi8 (unpack_nibbles_32 (x[i].qs), eight), 1, fp16 (x[i].d), 0.0f);
+}
+
+void
+rs_dequant_q4_1_avx2 (const void *src, float *dst, int64_t n)
+{
+  const RsBlockQ4_1 *x = src;
+  for (int64_t i = 0; i < n / 32; i++)
+    emit32_same (dst + 32 * i, unpack_nibbles_32 (x[i].qs), 0, fp16 (x[i].d), -fp16 (x[i].m));
+}
+
+static inline __m256i
+q5_values (const uint8_t *qs, const uint8_t *qh_bytes)
+{
+  uint32_t qh;
+  memcpy (&qh, qh_bytes, 4);
+  const __m256i hi = _mm256_and_si256 (bits_to_bytes_32 (qh), _mm256_set1_epi8 (0x10));
+  return _mm256_or_si256 (unpack_nibbles_32 (qs), hi);
+}
+
+void
+rs_dequant_q5_0_avx2 (const void *src, float *dst, int64_t n)
+{
+  const RsBlockQ5_0 *x = src;
+  const __m256i sixteen = _mm256_set1_epi8 (16);
+  for (int64_t i = 0; i < n / 32; i++)
+    emit32_same (dst + 32 * i, _mm256_sub_epi8 (q5_values (x[i].qs, x[i].qh), sixteen), 1, fp16 (x[i].d), 0.0f);
+}
+
+void
+rs_dequant_q5_1_avx2 (const void *src, float *dst, int64_t n)
+{
+  const RsBlockQ5_1 *x = src;
+  for (int64_t i = 0; i < n / 32; i++)
+    emit32_same (dst + 32 * i, q5_values (x[i].qs, x[i].qh), 0, fp16 (x[i].d), -fp16 (x[i].m));
+}
+
+void
+rs_dequant_iq4_nl_avx2 (const void *src, float *dst, int64_t n)
+{
+  const RsBlockIQ4NL *x = src;
+  const __m256i tab = table16 (rs_kvalues_iq4nl);
+  for (int64_t i = 0; i < n / 32; i++)
+    emit32_same (dst + 32 * i, _mm256_shuffle_epi8 (tab, unpack_nibbles_32 (x[i].qs)), 1, fp16 (x[i].d), 0.0f);
+}
+
+void
+rs_dequant_mxfp4_avx2 (const void *src, float *dst, int64_t n)
+{
+  const RsBlockMXFP4 *x = src;
+  const __m256i tab = table16 (rs_kvalues_mxfp4);
+  for (int64_t i = 0; i < n / 32; i++)
+    emit32_same (dst + 32 * i, _mm256_shuffle_epi8 (tab, unpack_nibbles_32 (x[i].qs)), 1,
+                 rs_e8m0_to_fp32_half (x[i].e), 0.0f);
+}
+
+void
+rs_dequant_q2_k_avx2 (const void *src, float *dst, int64_t n)
+{
+  const RsBlockQ2K *x = src;
+  const __m256i m3 = _mm256_set1_epi8 (3);
+  for (int64_t i = 0; i < n / 256; i++) {
+    const float d = fp16 (x[i].d), dmin = fp16 (x[i].dmin);
+    RS_UNROLL
+    for (int c = 0; c < 2; c++) {
+      const __m256i q2 = loadu256 (x[i].qs + 32 * c);
+      RS_UNROLL
+      for (int s = 0; s < 4; s++) {
+        const uint8_t sa = x[i].scales[8 * c + 2 * s], sb = x[i].scales[8 * c + 2 * s + 1];
+        emit32 (dst + 256 * i + 128 * c + 32 * s, _mm256_and_si256 (_mm256_srli_epi16 (q2, 2 * s), m3), 0,
+                _mm256_set1_ps (d * (float) (sa & 0xF)), _mm256_set1_ps (dmin * (float) (sa >> 4)),
+                _mm256_set1_ps (d * (float) (sb & 0xF)), _mm256_set1_ps (dmin * (float) (sb >> 4)));
+      }
+    }
+  }
+}
+
+void
+rs_dequant_q3_k_avx2 (const void *src, float *dst, int64_t n)
+{
+  const RsBlockQ3K *x = src;
+  const __m256i m3 = _mm256_set1_epi8 (3), four = _mm256_set1_epi8 (4);
+  const __m256 zero = _mm256_setzero_ps ();
+  for (int64_t i = 0; i < n / 256; i++) {
+    const float d = fp16 (x[i].d);
+    int8_t sc[16];
+    _mm_storeu_si128 ((__m128i *) sc, q3k_scales (x[i].scales));
+    const __m256i hm = loadu256 (x[i].hmask);
+    RS_UNROLL
+    for (int c = 0; c < 2; c++) {
+      const __m256i q3 = loadu256 (x[i].qs + 32 * c);
+      RS_UNROLL
+      for (int s = 0; s < 4; s++) {
+        const __m256i bit = _mm256_set1_epi8 ((char) (1 << (4 * c + s)));
+        /* q = low2 - (high bit clear ? 4 : 0) */
+        const __m256i clear = _mm256_andnot_si256 (_mm256_cmpeq_epi8 (_mm256_and_si256 (hm, bit), bit), four);
+        const __m256i q = _mm256_sub_epi8 (_mm256_and_si256 (_mm256_srli_epi16 (q3, 2 * s), m3), clear);
+        const int j = 8 * c + 2 * s;
+        emit32 (dst + 256 * i + 128 * c + 32 * s, q, 1, _mm256_set1_ps (d * (float) sc[j]), zero,
+                _mm256_set1_ps (d * (float) sc[j + 1]), zero);
+      }
+    }
+  }
+}
+
+void
+rs_dequant_q4_k_avx2 (const void *src, float *dst, int64_t n)
+{
+  const RsBlockQ4K *x = src;
+  const __m256i m4 = _mm256_set1_epi8 (0xF);
+  for (int64_t i = 0; i < n / 256; i++) {
+    const float d = fp16 (x[i].d), dmin = fp16 (x[i].dmin);
+    uint8_t sm[16];
+    _mm_storeu_si128 ((__m128i *) sm, k4_scales_mins (x[i].scales));
+    RS_UNROLL
+    for (int j = 0; j < 4; j++) {
+      const __m256i q = loadu256 (x[i].qs + 32 * j);
+      float *out = dst + 256 * i + 64 * j;
+      emit32_same (out, _mm256_and_si256 (q, m4), 0, d * (float) sm[2 * j], dmin * (float) sm[8 + 2 * j]);
+      emit32_same (out + 32, _mm256_and_si256 (_mm256_srli_epi16 (q, 4), m4), 0,
+                   d * (float) sm[2 * j + 1], dmin * (float) sm[8 + 2 * j + 1]);
+    }
+  }
+}
+
+void
+rs_dequant_q5_k_avx2 (const void *src, float *dst, int64_t n)
+{
+  const RsBlockQ5K *x = src;
+  const __m256i m4 = _mm256_set1_epi8 (0xF), b4 = _mm256_set1_epi8 (0x10);
+  for (int64_t i = 0; i < n / 256; i++) {
+    const float d = fp16 (x[i].d), dmin = fp16 (x[i].dmin);
+    uint8_t sm[16];
+    _mm_storeu_si128 ((__m128i *) sm, k4_scales_mins (x[i].scales));
+    __m256i qh = loadu256 (x[i].qh);
+    RS_UNROLL
+    for (int j = 0; j < 4; j++) {
+      const __m256i q = loadu256 (x[i].qs + 32 * j);
+      const __m256i lo = _mm256_or_si256 (_mm256_and_si256 (q, m4), _mm256_and_si256 (_mm256_slli_epi16 (qh, 4), b4));
+      const __m256i hi = _mm256_or_si256 (_mm256_and_si256 (_mm256_srli_epi16 (q, 4), m4),
+                                          _mm256_and_si256 (_mm256_slli_epi16 (qh, 3), b4));
+      qh = _mm256_srli_epi16 (qh, 2);
+      float *out = dst + 256 * i + 64 * j;
+      emit32_same (out, lo, 0, d * (float) sm[2 * j], dmin * (float) sm[8 + 2 * j]);
+      emit32_same (out + 32, hi, 0, d * (float) sm[2 * j + 1], dmin * (float) sm[8 + 2 * j + 1]);
+    }
+  }
+}
+
+void
+rs_dequant_q6_k_avx2 (const void *src, float *dst, int64_t n)
+{
+  const RsBlockQ6K *x = src;
+  const __m256i m4 = _mm256_set1_epi8 (0xF), m30 = _mm256_set1_epi8 (0x30), off = _mm256_set1_epi8 (32);
+  const __m256 zero = _mm256_setzero_ps ();
+  for (int64_t i = 0; i < n / 256; i++) {
+    const float d = fp16 (x[i].d);
+    const int8_t *sc = x[i].scales;
+    RS_UNROLL
+    for (int c = 0; c < 2; c++) {
+      const __m256i ql0 = loadu256 (x[i].ql + 64 * c);
+      const __m256i ql1 = loadu256 (x[i].ql + 64 * c + 32);
+      const __m256i qh = loadu256 (x[i].qh + 32 * c);
+      __m256i v[4];
+      v[0] = _mm256_or_si256 (_mm256_and_si256 (ql0, m4), _mm256_and_si256 (_mm256_slli_epi16 (qh, 4), m30));
+      v[1] = _mm256_or_si256 (_mm256_and_si256 (ql1, m4), _mm256_and_si256 (_mm256_slli_epi16 (qh, 2), m30));
+      v[2] = _mm256_or_si256 (_mm256_and_si256 (_mm256_srli_epi16 (ql0, 4), m4), _mm256_and_si256 (qh, m30));
+      v[3] = _mm256_or_si256 (_mm256_and_si256 (_mm256_srli_epi16 (ql1, 4), m4),
+                              _mm256_and_si256 (_mm256_srli_epi16 (qh, 2), m30));
+      RS_UNROLL
+      for (int s = 0; s < 4; s++) {
+        const int j = 8 * c + 2 * s;
+        emit32 (dst + 256 * i + 128 * c + 32 * s, _mm256_sub_epi8 (v[s], off), 1,
+                _mm256_set1_ps (d * (float) sc[j]), zero, _mm256_set1_ps (d * (float) sc[j + 1]), zero);
+      }
+    }
+  }
+}
+
+void
+rs_dequant_iq4_xs_avx2 (const void *src, float *dst, int64_t n)
+{
+  const RsBlockIQ4XS *x = src;
+  const __m256i tab = table16 (rs_kvalues_iq4nl);
+  for (int64_t i = 0; i < n / 256; i++) {
+    const float d = fp16 (x[i].d);
+    RS_UNROLL
+    for (int ib = 0; ib < 8; ib++)
+      emit32_same (dst + 256 * i + 32 * ib, _mm256_shuffle_epi8 (tab, unpack_nibbles_32 (x[i].qs + 16 * ib)), 1,
+                   d * (float) rs_iq4xs_scale (&x[i], ib), 0.0f);
+  }
 }

@@ -257,20 +257,23 @@ RS_HD uint32_t rs_fp32_to_bits (float f)
   return v.u;
 }
 
-/* IEEE binary16 -> binary32, exact for every input (subnormals, inf, NaN). */
+/* IEEE binary16 -> binary32, exact for every input (subnormals, inf, NaN).
+ * Written with selects instead of branches so compilers vectorise row
+ * loops over it, and without denormal float arithmetic so flush-to-zero
+ * modes cannot change the result. */
 RS_HD float rs_fp16_to_fp32 (uint16_t h)
 {
-  uint32_t sign = (uint32_t) (h & 0x8000u) << 16;
-  uint32_t exp = (h >> 10) & 0x1fu;
-  uint32_t man = h & 0x3ffu;
-
-  if (exp == 0x1f)                       /* inf / NaN keep their payload */
-    return rs_bits_to_fp32 (sign | 0x7f800000u | (man << 13));
-  if (exp != 0)                          /* normal: rebias 15 -> 127 */
-    return rs_bits_to_fp32 (sign | ((exp + 112u) << 23) | (man << 13));
-  /* zero or subnormal: man * 2^-24 is exact in binary32 */
-  float v = (float) man * 5.9604644775390625e-8f;
-  return sign ? -v : v;
+  const uint32_t sign = (uint32_t) (h & 0x8000u) << 16;
+  const uint32_t r = h & 0x7fffu;
+  /* normal: shift exponent and mantissa into place, rebias 15 -> 127;
+   * inf/NaN (exponent 31) need a second rebias to land on 255 */
+  uint32_t bits = (r << 13) + 0x38000000u;
+  bits += r >= 0x7c00u ? 0x38000000u : 0u;
+  /* subnormal: 0.5 has an ulp of 2^-24, the fp16 subnormal step, so
+   * (0.5 with the mantissa in its low bits) - 0.5 = mantissa * 2^-24 */
+  const float sub = rs_bits_to_fp32 (0x3f000000u | r) - 0.5f;
+  bits = r < 0x400u ? rs_fp32_to_bits (sub) : bits;
+  return rs_bits_to_fp32 (sign | bits);
 }
 
 /* binary32 -> binary16, round to nearest even; overflow gives inf, NaN

@@ -28,3 +28,21 @@ float rs_vec_dot_q6_k_avx2   (int64_t n, const void *w, const void *act);
 float rs_vec_dot_iq4_nl_avx2 (int64_t n, const void *w, const void *act);
 float rs_vec_dot_iq4_xs_avx2 (int64_t n, const void *w, const void *act);
 float rs_vec_dot_mxfp4_avx2  (int64_t n, const void *w, const void *act);
+
+/* Row dequantisers, bit-identical to the RS_HD block helpers. */
+typedef void (*RsDequantFn) (const void *src, float *dst, int64_t n);
+void rs_dequant_f16_avx2    (const void *src, float *dst, int64_t n);
+void rs_dequant_bf16_avx2   (const void *src, float *dst, int64_t n);
+void rs_dequant_q4_0_avx2   (const void *src, float *dst, int64_t n);
+void rs_dequant_q4_1_avx2   (const void *src, float *dst, int64_t n);
+void rs_dequant_q5_0_avx2   (const void *src, float *dst, int64_t n);
+void rs_dequant_q5_1_avx2   (const void *src, float *dst, int64_t n);
+void rs_dequant_q8_0_avx2   (const void *src, float *dst, int64_t n);
+void rs_dequant_q2_k_avx2   (const void *src, float *dst, int64_t n);
+void rs_dequant_q3_k_avx2   (const void *src, float *dst, int64_t n);
+void rs_dequant_q4_k_avx2   (const void *src, float *dst, int64_t n);
+void rs_dequant_q5_k_avx2   (const void *src, float *dst, int64_t n);
+void rs_dequant_q6_k_avx2   (const void *src, float *dst, int64_t n);
+void rs_dequant_iq4_nl_avx2 (const void *src, float *dst, int64_t n);
+void rs_dequant_iq4_xs_avx2 (const void *src, float *dst, int64_t n);
+void rs_dequant_mxfp4_avx2  (const void *src, float *dst, int64_t n);

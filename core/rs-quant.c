@@ -22,8 +22,12 @@
 /* ------------------------------------------------------------------ */
 /* dequantisation                                                      */
 
+static RsDequantFn dequant_simd_table[RS_TYPE_COUNT];
+static void init_dispatch (void);
+
+/* The RS_HD block helpers, one after another: the reference. */
 void
-rs_dequantize_row (RsType type, const void *src, float *dst, int64_t n)
+rs_dequantize_row_scalar (RsType type, const void *src, float *dst, int64_t n)
 {
   const RsTypeTraits *t = rs_type_traits ((int) type);
   g_return_if_fail (t->known && n % t->block_size == 0);
@@ -72,6 +76,18 @@ rs_dequantize_row (RsType type, const void *src, float *dst, int64_t n)
     break;
   }
 #undef DEQ_BLOCKS
+}
+
+void
+rs_dequantize_row (RsType type, const void *src, float *dst, int64_t n)
+{
+  const RsTypeTraits *t = rs_type_traits ((int) type);
+  g_return_if_fail (t->known && n % t->block_size == 0);
+  init_dispatch ();
+  if (dequant_simd_table[type])
+    dequant_simd_table[type] (src, dst, n);
+  else
+    rs_dequantize_row_scalar (type, src, dst, n);
 }
 
 /* ------------------------------------------------------------------ */
@@ -966,6 +982,24 @@ static const RsVecDotFn avx2_table[RS_TYPE_COUNT] = {
   [RS_TYPE_MXFP4]  = rs_vec_dot_mxfp4_avx2,
 };
 
+static const RsDequantFn dequant_avx2_table[RS_TYPE_COUNT] = {
+  [RS_TYPE_F16]    = rs_dequant_f16_avx2,
+  [RS_TYPE_BF16]   = rs_dequant_bf16_avx2,
+  [RS_TYPE_Q4_0]   = rs_dequant_q4_0_avx2,
+  [RS_TYPE_Q4_1]   = rs_dequant_q4_1_avx2,
+  [RS_TYPE_Q5_0]   = rs_dequant_q5_0_avx2,
+  [RS_TYPE_Q5_1]   = rs_dequant_q5_1_avx2,
+  [RS_TYPE_Q8_0]   = rs_dequant_q8_0_avx2,
+  [RS_TYPE_Q2_K]   = rs_dequant_q2_k_avx2,
+  [RS_TYPE_Q3_K]   = rs_dequant_q3_k_avx2,
+  [RS_TYPE_Q4_K]   = rs_dequant_q4_k_avx2,
+  [RS_TYPE_Q5_K]   = rs_dequant_q5_k_avx2,
+  [RS_TYPE_Q6_K]   = rs_dequant_q6_k_avx2,
+  [RS_TYPE_IQ4_NL] = rs_dequant_iq4_nl_avx2,
+  [RS_TYPE_IQ4_XS] = rs_dequant_iq4_xs_avx2,
+  [RS_TYPE_MXFP4]  = rs_dequant_mxfp4_avx2,
+};
+
 static DotImpl best_table[RS_TYPE_COUNT];
 
 static void
@@ -983,6 +1017,7 @@ init_dispatch (void)
       best_table[t].fn = avx2_table[t];
       best_table[t].name = "avx2";
     }
+    dequant_simd_table[t] = avx2 ? dequant_avx2_table[t] : NULL;
   }
   g_once_init_leave (&done, 1);
 }

@@ -18,8 +18,14 @@
 
 #include "rs-types.h"
 
-/* @n elements (a multiple of the block size) of @type at @src -> @dst. */
+/* @n elements (a multiple of the block size) of @type at @src -> @dst.
+ * Uses SIMD where available; results are bit-identical to the scalar
+ * reference below. */
 void rs_dequantize_row (RsType type, const void *src, float *dst, int64_t n);
+
+/* The plain per-block reference (the RS_HD helpers of rs-quant-block.h),
+ * for tests and benchmarks. */
+void rs_dequantize_row_scalar (RsType type, const void *src, float *dst, int64_t n);
 
 /* Round-to-nearest quantisation of @n floats into @type blocks (for writing
  * models and tests; not the error-minimising search of llama.cpp's

@@ -853,6 +853,38 @@ random_act (GRand *r, RsType at, void *a, int64_t n, bool raw)
   }
 }
 
+/* The dispatched (SIMD) row dequantiser must be bit-identical to the
+ * scalar block helpers, for every bit pattern of quants and for scales
+ * that are not exact (so any fused multiply-add or reordering shows). */
+static void
+test_dequant_simd_exact (void)
+{
+  GRand *r = g_rand_new_with_seed (17);
+  const int64_t n = 2048;
+  float *a = g_new (float, n + 1), *b = g_new (float, n + 1);
+  for (guint k = 0; k < N_SUPPORTED; k++) {
+    const RsType t = supported_types[k];
+    guint8 *w = g_malloc (rs_type_row_size (t, n));
+    for (int rep = 0; rep < 8; rep++) {
+      random_weights (r, t, w, n, rep % 2 == 0);
+      /* odd lengths for the per-element types exercise the tails */
+      const int64_t len = rs_type_traits (t)->block_size == 1 ? n - rep : n;
+      a[len] = b[len] = 42.0f;
+      rs_dequantize_row (t, w, a, len);
+      rs_dequantize_row_scalar (t, w, b, len);
+      g_assert_cmpfloat (a[len], ==, 42.0f);   /* no write past the end */
+      for (int64_t i = 0; i < len; i++)
+        if (memcmp (&a[i], &b[i], 4) != 0 && !(isnan (a[i]) && isnan (b[i])))
+          g_error ("%s element %" G_GINT64_FORMAT ": dispatched %.9g, scalar %.9g",
+                   rs_type_name (t), i, a[i], b[i]);
+    }
+    g_free (w);
+  }
+  g_free (a);
+  g_free (b);
+  g_rand_free (r);
+}
+
 /* Checks one weight row against one activation row: the dispatched and
  * scalar kernels agree tightly with each other and with a double-precision
  * dot of the dequantised rows. */
@@ -1092,6 +1124,11 @@ test_simd_env_scalar (void)
     random_weights (r, RS_TYPE_Q4_K, w, 512, false);
     random_act (r, RS_TYPE_Q8_K, a, 512, false);
     check_dot (RS_TYPE_Q4_K, 512, w, a, "scalar env");
+    float d1[512], d2[512];
+    rs_dequantize_row (RS_TYPE_Q4_K, w, d1, 512);
+    for (int b = 0; b < 2; b++)
+      rs_block_dequant_q4_k ((const RsBlockQ4K *) w + b, d2 + 256 * b);
+    g_assert_cmpmem (d1, sizeof d1, d2, sizeof d2);
     g_rand_free (r);
     return;
   }
@@ -1130,6 +1167,7 @@ main (int argc, char **argv)
       g_test_add_data_func (p, GINT_TO_POINTER (t), test_dequant_built);
     }
   }
+  g_test_add_func ("/quant/dequant-simd-exact", test_dequant_simd_exact);
   g_test_add_func ("/quant/roundtrip", test_roundtrip);
   g_test_add_func ("/quant/quantize-act", test_quantize_act);
   for (guint k = 0; k < N_SUPPORTED; k++) {
