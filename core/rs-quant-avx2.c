@@ -18,6 +18,7 @@
  * SPDX-License-Identifier: GPL-3.0-or-later
  */
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #include "rs-quant-block.h"
@@ -881,5 +882,125 @@ rs_dequant_iq4_xs_avx2 (const void *src, float *dst, int64_t n)
     for (int ib = 0; ib < 8; ib++)
       emit32_same (dst + 256 * i + 32 * ib, _mm256_shuffle_epi8 (tab, unpack_nibbles_32 (x[i].qs + 16 * ib)), 1,
                    d * (float) rs_iq4xs_scale (&x[i], ib), 0.0f);
+  }
+}
+
+/* ------------------------------------------------------------------ */
+/* activation quantisers, bit-identical to the scalar ones in rs-quant.c:
+ * the same amax, the same scalar scale arithmetic, the same per-element
+ * product and rounding rule. */
+
+static inline float
+absmax_32 (const float *x)
+{
+  const __m256 sign = _mm256_set1_ps (-0.0f);
+  __m256 m = _mm256_andnot_ps (sign, _mm256_loadu_ps (x));
+  m = _mm256_max_ps (m, _mm256_andnot_ps (sign, _mm256_loadu_ps (x + 8)));
+  m = _mm256_max_ps (m, _mm256_andnot_ps (sign, _mm256_loadu_ps (x + 16)));
+  m = _mm256_max_ps (m, _mm256_andnot_ps (sign, _mm256_loadu_ps (x + 24)));
+  __m128 h = _mm_max_ps (_mm256_castps256_ps128 (m), _mm256_extractf128_ps (m, 1));
+  h = _mm_max_ps (h, _mm_movehl_ps (h, h));
+  h = _mm_max_ss (h, _mm_movehdup_ps (h));
+  return _mm_cvtss_f32 (h);
+}
+
+/* roundf (half away from zero) of 8 floats of magnitude < 2^22, as int32. */
+static inline __m256i
+round_away_epi32 (__m256 p)
+{
+  const __m256 t = _mm256_round_ps (p, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+  const __m256 frac = _mm256_andnot_ps (_mm256_set1_ps (-0.0f), _mm256_sub_ps (p, t));   /* exact */
+  const __m256 up = _mm256_cmp_ps (frac, _mm256_set1_ps (0.5f), _CMP_GE_OQ);
+  const __m256 one = _mm256_or_ps (_mm256_and_ps (p, _mm256_set1_ps (-0.0f)), _mm256_set1_ps (1.0f));
+  return _mm256_cvttps_epi32 (_mm256_add_ps (t, _mm256_and_ps (up, one)));
+}
+
+/* 4 x 8 int32 (elements 0..31 in order, each in -127..127) -> 32 bytes. */
+static inline __m256i
+pack_i32x32_to_i8 (__m256i a, __m256i b, __m256i c, __m256i d)
+{
+  const __m256i ab = _mm256_packs_epi32 (a, b), cd = _mm256_packs_epi32 (c, d);
+  const __m256i abcd = _mm256_packs_epi16 (ab, cd);
+  /* packs work per 128-bit lane: dwords come out as 0 2 4 6 1 3 5 7 */
+  return _mm256_permutevar8x32_epi32 (abcd, _mm256_setr_epi32 (0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+/* Quantises 32 floats with id as the Q8_0 reference does; returns the
+ * int32 lanes' sum of the quants through *sum. */
+static inline void
+q8_0_block (const float *x, float id, int8_t *qs, int *sum)
+{
+  const __m256 vid = _mm256_set1_ps (id);
+  const __m256i a = round_away_epi32 (_mm256_mul_ps (_mm256_loadu_ps (x), vid));
+  const __m256i b = round_away_epi32 (_mm256_mul_ps (_mm256_loadu_ps (x + 8), vid));
+  const __m256i c = round_away_epi32 (_mm256_mul_ps (_mm256_loadu_ps (x + 16), vid));
+  const __m256i d = round_away_epi32 (_mm256_mul_ps (_mm256_loadu_ps (x + 24), vid));
+  _mm256_storeu_si256 ((__m256i *) qs, pack_i32x32_to_i8 (a, b, c, d));
+  if (sum)
+    *sum = hsum_epi32 (_mm256_add_epi32 (_mm256_add_epi32 (a, b), _mm256_add_epi32 (c, d)));
+}
+
+void
+rs_quantize_act_q8_0_avx2 (const float *x, void *dst, int64_t n)
+{
+  RsBlockQ8_0 *y = dst;
+  for (int64_t i = 0; i < n / 32; i++) {
+    const float d = absmax_32 (x + 32 * i) / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    q8_0_block (x + 32 * i, id, y[i].qs, NULL);
+    y[i].d = rs_fp32_to_fp16 (d);
+  }
+}
+
+void
+rs_quantize_act_q8_1_avx2 (const float *x, void *dst, int64_t n)
+{
+  RsBlockQ8_1 *y = dst;
+  for (int64_t i = 0; i < n / 32; i++) {
+    const float d = absmax_32 (x + 32 * i) / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    int sum;
+    q8_0_block (x + 32 * i, id, y[i].qs, &sum);
+    y[i].d = rs_fp32_to_fp16 (d);
+    y[i].s = rs_fp32_to_fp16 ((float) sum * d);
+  }
+}
+
+void
+rs_quantize_act_q8_k_avx2 (const float *x, void *dst, int64_t n)
+{
+  RsBlockQ8K *y = dst;
+  const __m256i lo = _mm256_set1_epi32 (-127), hi = _mm256_set1_epi32 (127);
+  for (int64_t i = 0; i < n / 256; i++) {
+    const float *xb = x + 256 * i;
+    float amax = 0.0f;
+    for (int k = 0; k < 8; k++)
+      amax = fmaxf (amax, absmax_32 (xb + 32 * k));
+    const float d = amax / 127.0f;
+    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    const __m256 vid = _mm256_set1_ps (id);
+    __m128i sums[4];
+    RS_UNROLL
+    for (int k = 0; k < 8; k++) {
+      __m256i q[4];
+      for (int u = 0; u < 4; u++) {
+        /* cvtps rounds half to even, like the reference's lrintf */
+        const __m256i v = _mm256_cvtps_epi32 (_mm256_mul_ps (_mm256_loadu_ps (xb + 32 * k + 8 * u), vid));
+        q[u] = _mm256_max_epi32 (lo, _mm256_min_epi32 (hi, v));
+      }
+      _mm256_storeu_si256 ((__m256i *) (y[i].qs + 32 * k), pack_i32x32_to_i8 (q[0], q[1], q[2], q[3]));
+      /* sums of elements 0..15 and 16..31 of this 32 */
+      const __m256i g = _mm256_hadd_epi32 (_mm256_add_epi32 (q[0], q[1]), _mm256_add_epi32 (q[2], q[3]));
+      /* lane 0: [g0 g0 g1 g1] partials, lane 1: the same for elements 4..7 */
+      const __m128i h = _mm_add_epi32 (_mm256_castsi256_si128 (g), _mm256_extracti128_si256 (g, 1));
+      const __m128i two = _mm_hadd_epi32 (h, h);                /* [g0 g1 g0 g1] */
+      if (k % 2 == 0)
+        sums[k / 2] = two;
+      else
+        sums[k / 2] = _mm_unpacklo_epi64 (sums[k / 2], two);   /* [g0 g1 g2 g3] */
+    }
+    _mm_storeu_si128 ((__m128i *) y[i].bsums, _mm_packs_epi32 (sums[0], sums[1]));
+    _mm_storeu_si128 ((__m128i *) (y[i].bsums + 8), _mm_packs_epi32 (sums[2], sums[3]));
+    y[i].d = d;
   }
 }

@@ -46,3 +46,9 @@ void rs_dequant_q6_k_avx2   (const void *src, float *dst, int64_t n);
 void rs_dequant_iq4_nl_avx2 (const void *src, float *dst, int64_t n);
 void rs_dequant_iq4_xs_avx2 (const void *src, float *dst, int64_t n);
 void rs_dequant_mxfp4_avx2  (const void *src, float *dst, int64_t n);
+
+/* Activation quantisers, bit-identical to rs_quantize_row's. */
+typedef void (*RsQuantActFn) (const float *src, void *dst, int64_t n);
+void rs_quantize_act_q8_0_avx2 (const float *src, void *dst, int64_t n);
+void rs_quantize_act_q8_1_avx2 (const float *src, void *dst, int64_t n);
+void rs_quantize_act_q8_k_avx2 (const float *src, void *dst, int64_t n);

@@ -620,14 +620,22 @@ rs_act_type (RsType weight_type)
   }
 }
 
+static RsQuantActFn quant_act_simd_table[RS_TYPE_COUNT];
+
 void
 rs_quantize_act (RsType act_type, const float *src, void *dst, int64_t n)
 {
   switch (act_type) {
-  case RS_TYPE_F32:
   case RS_TYPE_Q8_0:
   case RS_TYPE_Q8_1:
   case RS_TYPE_Q8_K:
+    init_dispatch ();
+    if (quant_act_simd_table[act_type] && n % rs_type_traits ((int) act_type)->block_size == 0) {
+      quant_act_simd_table[act_type] (src, dst, n);
+      break;
+    }
+    /* fall through */
+  case RS_TYPE_F32:
     if (!rs_quantize_row (act_type, src, dst, n))
       g_critical ("rs_quantize_act: %" G_GINT64_FORMAT " is not a multiple of the %s block",
                   n, rs_type_name ((int) act_type));
@@ -1018,6 +1026,11 @@ init_dispatch (void)
       best_table[t].name = "avx2";
     }
     dequant_simd_table[t] = avx2 ? dequant_avx2_table[t] : NULL;
+  }
+  if (avx2) {
+    quant_act_simd_table[RS_TYPE_Q8_0] = rs_quantize_act_q8_0_avx2;
+    quant_act_simd_table[RS_TYPE_Q8_1] = rs_quantize_act_q8_1_avx2;
+    quant_act_simd_table[RS_TYPE_Q8_K] = rs_quantize_act_q8_k_avx2;
   }
   g_once_init_leave (&done, 1);
 }

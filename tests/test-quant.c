@@ -772,6 +772,62 @@ test_quantize_act (void)
   g_rand_free (r);
 }
 
+/* The dispatched activation quantisers must write exactly what the
+ * scalar reference (rs_quantize_row) writes, ties included. */
+static void
+test_quantize_act_simd_exact (void)
+{
+  GRand *r = g_rand_new_with_seed (23);
+  const int64_t n = 4096;
+  float *x = g_new (float, n);
+  static const RsType acts[] = { RS_TYPE_Q8_0, RS_TYPE_Q8_1, RS_TYPE_Q8_K };
+  for (int rep = 0; rep < 6; rep++) {
+    if (rep % 3 == 0) {
+      fill_gauss (r, x, n);
+    } else if (rep % 3 == 1) {
+      /* halves on a scale of exactly 1: every block's amax is 127, so
+       * x * (1/d) lands on .5 ties, where round-half-away (Q8_0/Q8_1)
+       * and round-half-even (Q8_K) differ */
+      for (int64_t i = 0; i < n; i++)
+        x[i] = (i % 32 == 7) ? 127.0f : (float) rint_range (r, -253, 253) * 0.5f;
+    } else {
+      fill_gauss (r, x, n);
+      for (int64_t i = 0; i < n; i += 3)
+        x[i] = 0.0f;
+      memset (x + 512, 0, 256 * sizeof (float));   /* an all-zero block */
+    }
+    for (guint k = 0; k < G_N_ELEMENTS (acts); k++) {
+      const size_t sz = rs_type_row_size (acts[k], n);
+      guint8 *a = g_malloc (sz), *b = g_malloc (sz);
+      rs_quantize_act (acts[k], x, a, n);
+      g_assert_true (rs_quantize_row (acts[k], x, b, n));
+      if (memcmp (a, b, sz) != 0) {
+        size_t i = 0;
+        while (a[i] == b[i])
+          i++;
+        g_error ("%s pattern %d: dispatched activation differs from the reference at byte %zu",
+                 rs_type_name (acts[k]), rep % 3, i);
+      }
+      g_free (a);
+      g_free (b);
+    }
+  }
+  /* the ties really were exercised: 0.5 -> 1 for Q8_0, 0 for Q8_K */
+  float t[256];
+  for (int i = 0; i < 256; i++)
+    t[i] = i == 0 ? 127.0f : (i == 1 ? 0.5f : (i == 2 ? -2.5f : 0.0f));
+  RsBlockQ8_0 q0[8];
+  RsBlockQ8K qk;
+  rs_quantize_act (RS_TYPE_Q8_0, t, q0, 256);
+  rs_quantize_act (RS_TYPE_Q8_K, t, &qk, 256);
+  g_assert_cmpint (q0[0].qs[1], ==, 1);
+  g_assert_cmpint (q0[0].qs[2], ==, -3);
+  g_assert_cmpint (qk.qs[1], ==, 0);
+  g_assert_cmpint (qk.qs[2], ==, -2);
+  g_free (x);
+  g_rand_free (r);
+}
+
 /* ------------------------------------------------------------------ */
 /* dot kernels                                                         */
 
@@ -1170,6 +1226,7 @@ main (int argc, char **argv)
   g_test_add_func ("/quant/dequant-simd-exact", test_dequant_simd_exact);
   g_test_add_func ("/quant/roundtrip", test_roundtrip);
   g_test_add_func ("/quant/quantize-act", test_quantize_act);
+  g_test_add_func ("/quant/quantize-act-simd-exact", test_quantize_act_simd_exact);
   for (guint k = 0; k < N_SUPPORTED; k++) {
     const RsType t = supported_types[k];
     g_autofree char *p = g_strdup_printf ("/quant/dot-agree/%s", rs_type_name (t));
