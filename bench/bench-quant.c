@@ -111,7 +111,7 @@ main (int argc, char **argv)
   printf ("matvec %" G_GINT64_FORMAT " x %" G_GINT64_FORMAT ", single thread; CPU: avx2=%d fma=%d f16c=%d avx512f=%d vnni=%d\n",
           rows, cols, f->avx2, f->fma, f->f16c, f->avx512f, f->avx512vnni);
   printf ("GB/s are of quantised weight bytes; act = quantising the activation row (us)\n\n");
-  printf ("%-7s %6s %7s | %8s %8s %6s | %8s %8s %6s %-6s | %6s\n", "type", "bits/w", "MB",
+  printf ("%-7s %6s %7s | %8s %8s %6s | %8s %8s %6s %-10s | %6s\n", "type", "bits/w", "MB",
           "deq scal", "deq best", "ratio", "dot scal", "dot best", "ratio", "impl", "act us");
 
   GRand *rng = g_rand_new_with_seed (1);
@@ -150,7 +150,7 @@ main (int argc, char **argv)
     TIME_PASSES (budget, t_sc, pass_dot (&b, rs_vec_dot_fn_scalar (t)));
     TIME_PASSES (budget, t_best, pass_dot (&b, rs_vec_dot_fn (t)));
 
-    printf ("%-7s %6.3f %7.2f | %8.2f %8.2f %5.1fx | %8.2f %8.2f %5.1fx %-6s | %6.2f\n", rs_type_name (t),
+    printf ("%-7s %6.3f %7.2f | %8.2f %8.2f %5.1fx | %8.2f %8.2f %5.1fx %-10s | %6.2f\n", rs_type_name (t),
             8.0 * b.row_bytes / cols, mb, mb / 1e3 / t_dsc, mb / 1e3 / t_deq, t_dsc / t_deq,
             mb / 1e3 / t_sc, mb / 1e3 / t_best, t_sc / t_best, rs_vec_dot_impl_name (t), t_act * 1e6);
     fflush (stdout);

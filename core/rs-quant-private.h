@@ -29,6 +29,11 @@ float rs_vec_dot_iq4_nl_avx2 (int64_t n, const void *w, const void *act);
 float rs_vec_dot_iq4_xs_avx2 (int64_t n, const void *w, const void *act);
 float rs_vec_dot_mxfp4_avx2  (int64_t n, const void *w, const void *act);
 
+/* rs-quant-avx512.c: needs AVX-512 F/BW/VL and VNNI (plus the AVX2 set). */
+float rs_vec_dot_q8_0_avx512 (int64_t n, const void *w, const void *act);
+float rs_vec_dot_q4_k_avx512 (int64_t n, const void *w, const void *act);
+float rs_vec_dot_q6_k_avx512 (int64_t n, const void *w, const void *act);
+
 /* Row dequantisers, bit-identical to the RS_HD block helpers. */
 typedef void (*RsDequantFn) (const void *src, float *dst, int64_t n);
 void rs_dequant_f16_avx2    (const void *src, float *dst, int64_t n);

@@ -1,0 +1,204 @@
+/* rs-quant-avx512.c: AVX-512 (F/BW/VL + VNNI) dot kernels for the hottest
+ * types, compiled with their own -m flags and chosen at run time.
+ *
+ * Same arithmetic as the AVX2 kernels (exact integer block sums, one float
+ * multiply-add per block), but on 64-byte registers, with VNNI fusing the
+ * multiply-accumulate steps:
+ *   - vpdpbusd: u8 x s8, four products summed into each int32 lane;
+ *   - vpdpwssd: int16 x int16 pairs summed into int32 (applies the
+ *     per-sub-block scales to vpmaddubsw's int16 pair sums in one step).
+ * AVX-512 has no vpsignb; the sign trick uses a mask from the weights'
+ * sign bits to negate the activations instead.
+ *
+ * SPDX-License-Identifier: GPL-3.0-or-later
+ */
+#include <immintrin.h>
+#include <string.h>
+
+#include "rs-quant-block.h"
+#include "rs-quant-private.h"
+
+#define RS_UNROLL _Pragma ("GCC unroll 8")
+
+static inline float
+fp16 (uint16_t h)
+{
+  return _cvtsh_ss (h);
+}
+
+static inline __m256i
+loadu256 (const void *p)
+{
+  return _mm256_loadu_si256 ((const __m256i *) p);
+}
+
+static inline __m512i
+loadu512 (const void *p)
+{
+  return _mm512_loadu_si512 (p);
+}
+
+/* Two 32-byte pieces -> one register (a low, b high). */
+static inline __m512i
+join256 (__m256i a, __m256i b)
+{
+  return _mm512_inserti64x4 (_mm512_castsi256_si512 (a), b, 1);
+}
+
+/* Signed bytes x . signed bytes y accumulated into acc (int32 lanes).
+ * |x| <= 128 and y != -128, as for the AVX2 sign trick. */
+static inline __m512i
+dot_i8_acc (__m512i acc, __m512i x, __m512i y)
+{
+  const __mmask64 neg = _mm512_movepi8_mask (x);
+  const __m512i sy = _mm512_mask_sub_epi8 (y, neg, _mm512_setzero_si512 (), y);
+  return _mm512_dpbusd_epi32 (acc, _mm512_abs_epi8 (x), sy);
+}
+
+/* 16 floats: a in lanes 0-7, b in lanes 8-15. */
+static inline __m512
+pair_ps (float a, float b)
+{
+  /* via the 64-bit insert: the 32x8 one needs AVX512DQ */
+  return _mm512_castpd_ps (_mm512_insertf64x4 (_mm512_castps_pd (_mm512_set1_ps (a)),
+                                               _mm256_castps_pd (_mm256_set1_ps (b)), 1));
+}
+
+/* Q8_0 x Q8_0: two blocks per 64-byte register, four blocks per step. */
+float
+rs_vec_dot_q8_0_avx512 (int64_t n, const void *w, const void *act)
+{
+  const RsBlockQ8_0 *x = w;
+  const RsBlockQ8_0 *y = act;
+  const int64_t nb = n / 32;
+  __m512 acc0 = _mm512_setzero_ps (), acc1 = _mm512_setzero_ps ();
+  int64_t i = 0;
+  for (; i + 3 < nb; i += 4) {
+    const __m512i xa = join256 (loadu256 (x[i].qs), loadu256 (x[i + 1].qs));
+    const __m512i ya = join256 (loadu256 (y[i].qs), loadu256 (y[i + 1].qs));
+    const __m512i xb = join256 (loadu256 (x[i + 2].qs), loadu256 (x[i + 3].qs));
+    const __m512i yb = join256 (loadu256 (y[i + 2].qs), loadu256 (y[i + 3].qs));
+    const __m512i sa = dot_i8_acc (_mm512_setzero_si512 (), xa, ya);
+    const __m512i sb = dot_i8_acc (_mm512_setzero_si512 (), xb, yb);
+    const __m512 da = pair_ps (fp16 (x[i].d) * fp16 (y[i].d), fp16 (x[i + 1].d) * fp16 (y[i + 1].d));
+    const __m512 db = pair_ps (fp16 (x[i + 2].d) * fp16 (y[i + 2].d), fp16 (x[i + 3].d) * fp16 (y[i + 3].d));
+    acc0 = _mm512_fmadd_ps (da, _mm512_cvtepi32_ps (sa), acc0);
+    acc1 = _mm512_fmadd_ps (db, _mm512_cvtepi32_ps (sb), acc1);
+  }
+  float sum = _mm512_reduce_add_ps (_mm512_add_ps (acc0, acc1));
+  for (; i < nb; i++) {
+    const __m256i p16 = _mm256_maddubs_epi16 (_mm256_sign_epi8 (loadu256 (x[i].qs), loadu256 (x[i].qs)),
+                                              _mm256_sign_epi8 (loadu256 (y[i].qs), loadu256 (x[i].qs)));
+    __m256i s = _mm256_madd_epi16 (p16, _mm256_set1_epi16 (1));
+    __m128i h = _mm_add_epi32 (_mm256_castsi256_si128 (s), _mm256_extracti128_si256 (s, 1));
+    h = _mm_add_epi32 (h, _mm_unpackhi_epi64 (h, h));
+    h = _mm_add_epi32 (h, _mm_shuffle_epi32 (h, 1));
+    sum += (float) _mm_cvtsi128_si32 (h) * (fp16 (x[i].d) * fp16 (y[i].d));
+  }
+  return sum;
+}
+
+/* Q4_K/Q5_K 12-byte field -> 8 scales (bytes 0-7) and 8 mins (8-15). */
+static inline __m128i
+k4_scales_mins (const uint8_t *p)
+{
+  uint32_t a[3];
+  memcpy (a, p, 12);
+  const uint32_t m6 = 0x3f3f3f3fu, lo = 0x0f0f0f0fu, hi = 0x03030303u;
+  const uint32_t sc0 = a[0] & m6;
+  const uint32_t sc1 = (a[2] & lo) | (((a[0] >> 6) & hi) << 4);
+  const uint32_t mn0 = a[1] & m6;
+  const uint32_t mn1 = ((a[2] >> 4) & lo) | (((a[1] >> 6) & hi) << 4);
+  return _mm_setr_epi32 ((int) sc0, (int) sc1, (int) mn0, (int) mn1);
+}
+
+float
+rs_vec_dot_q4_k_avx512 (int64_t n, const void *w, const void *act)
+{
+  const RsBlockQ4K *x = w;
+  const RsBlockQ8K *y = act;
+  const __m512i m4 = _mm512_set1_epi8 (0xF);
+  /* int16 lane k of chunk j's scale vector = scale 2j (lanes 0-15) or
+   * 2j+1 (lanes 16-31), picked from the 8 scales by vpermw */
+  const __m512i pick0 = _mm512_set_epi64 (0x0001000100010001, 0x0001000100010001, 0x0001000100010001,
+                                          0x0001000100010001, 0, 0, 0, 0);
+  __m512 acc = _mm512_setzero_ps ();
+  __m128 macc = _mm_setzero_ps ();
+  for (int64_t i = 0; i < n / 256; i++) {
+    const __m128i scmn = k4_scales_mins (x[i].scales);
+    const __m512i sc16 = _mm512_castsi128_si512 (_mm_cvtepu8_epi16 (scmn));
+    const int8_t *q8 = y[i].qs;
+    const uint8_t *q4 = x[i].qs;
+
+    __m512i s0 = _mm512_setzero_si512 (), s1 = _mm512_setzero_si512 ();
+    RS_UNROLL
+    for (int j = 0; j < 4; j++) {
+      /* [low nibbles | high nibbles] of 32 bytes = elements 64j .. 64j+63 */
+      const __m256i q = loadu256 (q4 + 32 * j);
+      const __m512i v = _mm512_and_si512 (join256 (q, _mm256_srli_epi16 (q, 4)), m4);
+      const __m512i p = _mm512_maddubs_epi16 (v, loadu512 (q8 + 64 * j));
+      const __m512i sc = _mm512_permutexvar_epi16 (_mm512_add_epi16 (pick0, _mm512_set1_epi16 ((short) (2 * j))), sc16);
+      if (j % 2 == 0)
+        s0 = _mm512_dpwssd_epi32 (s0, p, sc);
+      else
+        s1 = _mm512_dpwssd_epi32 (s1, p, sc);
+    }
+    uint32_t both;
+    memcpy (&both, &x[i].d, 4);
+    const __m128 dd = _mm_mul_ps (_mm_cvtph_ps (_mm_cvtsi32_si128 ((int) both)), _mm_set1_ps (y[i].d));
+    acc = _mm512_fmadd_ps (_mm512_broadcastss_ps (dd), _mm512_cvtepi32_ps (_mm512_add_epi32 (s0, s1)), acc);
+
+    /* mins: sum_j min_j * (bsums[2j] + bsums[2j+1]) */
+    const __m128i mn16 = _mm_cvtepu8_epi16 (_mm_unpackhi_epi64 (scmn, scmn));
+    const __m128i pair = _mm_hadd_epi16 (_mm_loadu_si128 ((const __m128i *) y[i].bsums),
+                                         _mm_loadu_si128 ((const __m128i *) (y[i].bsums + 8)));
+    macc = _mm_fmadd_ps (_mm_shuffle_ps (dd, dd, 0x55), _mm_cvtepi32_ps (_mm_madd_epi16 (mn16, pair)), macc);
+  }
+  macc = _mm_add_ps (macc, _mm_movehl_ps (macc, macc));
+  macc = _mm_add_ss (macc, _mm_movehdup_ps (macc));
+  return _mm512_reduce_add_ps (acc) - _mm_cvtss_f32 (macc);
+}
+
+float
+rs_vec_dot_q6_k_avx512 (int64_t n, const void *w, const void *act)
+{
+  const RsBlockQ6K *x = w;
+  const RsBlockQ8K *y = act;
+  const __m512i m4 = _mm512_set1_epi8 (0xF), m30 = _mm512_set1_epi8 (0x30);
+  /* 16-bit shift counts for the high bits: s = 0 | 1 use qh << 4 | << 2,
+   * s = 2 | 3 use qh >> 0 | >> 2 (then masked to bits 4-5) */
+  const __m512i shl01 = _mm512_inserti64x4 (_mm512_set1_epi16 (4), _mm256_set1_epi16 (2), 1);
+  const __m512i shr23 = _mm512_inserti64x4 (_mm512_setzero_si512 (), _mm256_set1_epi16 (2), 1);
+  /* vpermw indices: 128-bit lane k takes scale k (+ 4 per step below) */
+  const __m512i pick = _mm512_set_epi64 (0x0003000300030003, 0x0003000300030003, 0x0002000200020002,
+                                         0x0002000200020002, 0x0001000100010001, 0x0001000100010001, 0, 0);
+  __m512 acc = _mm512_setzero_ps ();
+  for (int64_t i = 0; i < n / 256; i++) {
+    const __m256i sc16 = _mm256_cvtepi8_epi16 (_mm_loadu_si128 ((const __m128i *) x[i].scales));
+    const __m512i sc512 = _mm512_castsi256_si512 (sc16);
+    /* weights are stored +32: subtract 32 * sum_j sc_j * bsum_j */
+    const __m256i corr = _mm256_slli_epi32 (_mm256_madd_epi16 (sc16, loadu256 (y[i].bsums)), 5);
+
+    __m512i sa = _mm512_setzero_si512 (), sb = _mm512_setzero_si512 ();
+    RS_UNROLL
+    for (int c = 0; c < 2; c++) {
+      const __m512i ql = loadu512 (x[i].ql + 64 * c);                 /* [ql0 | ql1] */
+      const __m512i qh = _mm512_broadcast_i64x4 (loadu256 (x[i].qh + 32 * c));
+      const __m512i v01 = _mm512_or_si512 (_mm512_and_si512 (ql, m4),
+                                           _mm512_and_si512 (_mm512_sllv_epi16 (qh, shl01), m30));
+      const __m512i v23 = _mm512_or_si512 (_mm512_and_si512 (_mm512_srli_epi16 (ql, 4), m4),
+                                           _mm512_and_si512 (_mm512_srlv_epi16 (qh, shr23), m30));
+      const int8_t *q8 = y[i].qs + 128 * c;
+      const __m512i p01 = _mm512_maddubs_epi16 (v01, loadu512 (q8));
+      const __m512i p23 = _mm512_maddubs_epi16 (v23, loadu512 (q8 + 64));
+      const __m512i sc01 = _mm512_permutexvar_epi16 (_mm512_add_epi16 (pick, _mm512_set1_epi16 ((short) (8 * c))), sc512);
+      const __m512i sc23 = _mm512_permutexvar_epi16 (_mm512_add_epi16 (pick, _mm512_set1_epi16 ((short) (8 * c + 4))), sc512);
+      sa = _mm512_dpwssd_epi32 (sa, p01, sc01);
+      sb = _mm512_dpwssd_epi32 (sb, p23, sc23);
+    }
+    const __m512i sumi = _mm512_sub_epi32 (_mm512_add_epi32 (sa, sb), _mm512_zextsi256_si512 (corr));
+    const float d = y[i].d * fp16 (x[i].d);
+    acc = _mm512_fmadd_ps (_mm512_set1_ps (d), _mm512_cvtepi32_ps (sumi), acc);
+  }
+  return _mm512_reduce_add_ps (acc);
+}
