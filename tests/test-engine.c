@@ -57,8 +57,41 @@ rel_err (const float *a, const double *b, int64_t n)
   return diff / mag;
 }
 
+/* Compares engine logits with the reference. With @exact, every position
+ * within @tol and identical routing. Otherwise (8-bit activations) a
+ * near-tie in the router may flip an expert: positions whose routing
+ * matches must be within @tol, and at most a third may differ. */
 static void
-check_model (const RsTestModelSpec *spec, double tol, gboolean exact_routes)
+compare (const RsTestModelSpec *spec, const char *what, int threads, const float *logits,
+         const double *ref, const int *routes, const int *ref_routes, int V, int L, int k,
+         double tol, gboolean exact)
+{
+  double worst = 0.0;
+  int flipped = 0;
+  for (int t = 0; t < N_TOKENS; t++)
+    {
+      gboolean same = TRUE;
+      for (int i = t * L * k; i < (t + 1) * L * k; i++)
+        if ((i / k) % L >= spec->n_dense_first && routes[i] != ref_routes[i])
+          same = FALSE;
+      if (exact && !same)
+        g_error ("%s %s %s: routing of token %d differs from the reference", spec->arch,
+                 rs_type_name (spec->type), what, t);
+      if (!same)
+        {
+          flipped++;
+          continue;
+        }
+      worst = fmax (worst, rel_err (logits + (int64_t) t * V, ref + (int64_t) t * V, V));
+    }
+  g_test_message ("%s %s threads %d %s: rel err %.3g, %d of %d tokens routed differently",
+                  spec->arch, rs_type_name (spec->type), threads, what, worst, flipped, N_TOKENS);
+  g_assert_cmpfloat (worst, <=, tol);
+  g_assert_cmpint (flipped, <=, N_TOKENS / 3);
+}
+
+static void
+check_model (const RsTestModelSpec *spec, double tol, gboolean exact)
 {
   g_autofree char *path = write_model (spec);
   g_autoptr (GError) error = NULL;
@@ -83,14 +116,7 @@ check_model (const RsTestModelSpec *spec, double tol, gboolean exact_routes)
       g_autofree float *logits = g_new (float, N_TOKENS * V);
       g_assert_true (rs_session_eval (s, prompt, N_TOKENS, logits, TRUE, &error));
       g_assert_no_error (error);
-      double err = rel_err (logits, ref, (int64_t) N_TOKENS * V);
-      g_test_message ("%s %s threads %d prefill: rel err %.3g", spec->arch,
-                      rs_type_name (spec->type), threads, err);
-      g_assert_cmpfloat (err, <=, tol);
-      if (exact_routes)
-        for (int i = 0; i < N_TOKENS * L * k; i++)
-          if (hp->n_moe_layers == (uint32_t) L || (i / k) % L >= spec->n_dense_first)
-            g_assert_cmpint (routes[i], ==, ref_routes[i]);
+      compare (spec, "prefill", threads, logits, ref, routes, ref_routes, V, L, k, tol, exact);
 
       /* Prefill of 5, then decode one by one. */
       rs_session_truncate (s, 0);
@@ -99,14 +125,7 @@ check_model (const RsTestModelSpec *spec, double tol, gboolean exact_routes)
       for (int t = 5; t < N_TOKENS; t++)
         g_assert_true (rs_session_eval (s, prompt + t, 1, logits + (int64_t) t * V, FALSE, &error));
       g_assert_no_error (error);
-      err = rel_err (logits, ref, (int64_t) N_TOKENS * V);
-      g_test_message ("%s %s threads %d decode: rel err %.3g", spec->arch,
-                      rs_type_name (spec->type), threads, err);
-      g_assert_cmpfloat (err, <=, tol);
-      if (exact_routes)
-        for (int i = 0; i < N_TOKENS * L * k; i++)
-          if ((i / k) % L >= spec->n_dense_first)
-            g_assert_cmpint (routes[i], ==, ref_routes[i]);
+      compare (spec, "decode", threads, logits, ref, routes, ref_routes, V, L, k, tol, exact);
     }
   g_unlink (path);
 }
@@ -120,13 +139,12 @@ test_arch (gconstpointer data)
   for (gsize i = 0; i < G_N_ELEMENTS (types); i++)
     {
       RsTestModelSpec spec = rs_test_model_spec (arch, types[i], 7 + i);
-      /* F32 weights: the engine must match the double-precision reference
-       * to float rounding. Others: the activations are quantised to 8 bits
-       * for the dot products (F16/BF16 are not) and a near-tie in routing
-       * can flip an expert, so allow for that. */
+      /* F32/F16/BF16 weights: the engine must match the double-precision
+       * reference to float rounding. Quantised weights are dotted with
+       * activations quantised to 8 bits, as llama.cpp does. */
       gboolean f32 = types[i] == RS_TYPE_F32;
       gboolean float_act = types[i] == RS_TYPE_F16 || types[i] == RS_TYPE_BF16;
-      check_model (&spec, f32 || float_act ? 1e-4 : 1e-1, f32 || float_act);
+      check_model (&spec, f32 || float_act ? 1e-4 : 5e-2, f32 || float_act);
     }
 }
 
