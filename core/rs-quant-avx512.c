@@ -202,3 +202,122 @@ rs_vec_dot_q6_k_avx512 (int64_t n, const void *w, const void *act)
   }
   return _mm512_reduce_add_ps (acc);
 }
+
+/* ---- 32-element nibble blocks (Q4_0, IQ4_NL, MXFP4) against Q8_0 ----
+ * The three differ only in the 16-entry value table and the scale, so one
+ * body serves them: two blocks per register, four per step. */
+
+/* Nibbles of two blocks -> [lo a | hi a | lo b | hi b] (elements 0..31 of
+ * block a, then of block b), mapped through the 16-entry table. */
+static inline __m512i
+nibbles_2blocks (const uint8_t *qa, const uint8_t *qb, __m512i table)
+{
+  const __m256i v = _mm256_inserti128_si256 (_mm256_castsi128_si256 (_mm_loadu_si128 ((const __m128i *) qa)),
+                                             _mm_loadu_si128 ((const __m128i *) qb), 1);
+  /* [a, b | a>>4, b>>4] -> lanes 0 2 1 3 */
+  __m512i z = _mm512_shuffle_i64x2 (join256 (v, _mm256_srli_epi16 (v, 4)), join256 (v, _mm256_srli_epi16 (v, 4)), 0xD8);
+  z = _mm512_and_si512 (z, _mm512_set1_epi8 (0x0F));
+  return _mm512_shuffle_epi8 (table, z);
+}
+
+#define NIBBLE_DOT_BODY(BT, TABLE, SCALE)                                                   \
+  const BT *x = w;                                                                          \
+  const RsBlockQ8_0 *y = act;                                                               \
+  const int64_t nb = n / 32;                                                                \
+  const __m512i tab = _mm512_broadcast_i32x4 (_mm_loadu_si128 ((const __m128i *) (TABLE)));\
+  __m512 acc0 = _mm512_setzero_ps (), acc1 = _mm512_setzero_ps ();                          \
+  int64_t i = 0;                                                                            \
+  for (; i + 3 < nb; i += 4) {                                                              \
+    const __m512i xa = nibbles_2blocks (x[i].qs, x[i + 1].qs, tab);                         \
+    const __m512i xb = nibbles_2blocks (x[i + 2].qs, x[i + 3].qs, tab);                     \
+    const __m512i ya = join256 (loadu256 (y[i].qs), loadu256 (y[i + 1].qs));                \
+    const __m512i yb = join256 (loadu256 (y[i + 2].qs), loadu256 (y[i + 3].qs));            \
+    const __m512i sa = dot_i8_acc (_mm512_setzero_si512 (), xa, ya);                        \
+    const __m512i sb = dot_i8_acc (_mm512_setzero_si512 (), xb, yb);                        \
+    const __m512 da = pair_ps (SCALE (x[i]) * fp16 (y[i].d), SCALE (x[i + 1]) * fp16 (y[i + 1].d));         \
+    const __m512 db = pair_ps (SCALE (x[i + 2]) * fp16 (y[i + 2].d), SCALE (x[i + 3]) * fp16 (y[i + 3].d)); \
+    acc0 = _mm512_fmadd_ps (da, _mm512_cvtepi32_ps (sa), acc0);                             \
+    acc1 = _mm512_fmadd_ps (db, _mm512_cvtepi32_ps (sb), acc1);                             \
+  }                                                                                         \
+  float sum = _mm512_reduce_add_ps (_mm512_add_ps (acc0, acc1));                            \
+  for (; i < nb; i++) {                                                                     \
+    int isum = 0;                                                                           \
+    for (int l = 0; l < 16; l++) {                                                          \
+      isum += (TABLE)[x[i].qs[l] & 0xF] * y[i].qs[l];                                       \
+      isum += (TABLE)[x[i].qs[l] >> 4] * y[i].qs[l + 16];                                   \
+    }                                                                                       \
+    sum += (float) isum * (SCALE (x[i]) * fp16 (y[i].d));                                   \
+  }                                                                                         \
+  return sum;
+
+static const int8_t q4_0_values[16] = { -8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7 };
+
+#define FP16_D(b) fp16 ((b).d)
+#define E8M0_HALF(b) rs_e8m0_to_fp32_half ((b).e)
+
+float
+rs_vec_dot_q4_0_avx512 (int64_t n, const void *w, const void *act)
+{
+  NIBBLE_DOT_BODY (RsBlockQ4_0, q4_0_values, FP16_D)
+}
+
+float
+rs_vec_dot_iq4_nl_avx512 (int64_t n, const void *w, const void *act)
+{
+  NIBBLE_DOT_BODY (RsBlockIQ4NL, rs_kvalues_iq4nl, FP16_D)
+}
+
+float
+rs_vec_dot_mxfp4_avx512 (int64_t n, const void *w, const void *act)
+{
+  NIBBLE_DOT_BODY (RsBlockMXFP4, rs_kvalues_mxfp4, E8M0_HALF)
+}
+
+float
+rs_vec_dot_q5_k_avx512 (int64_t n, const void *w, const void *act)
+{
+  const RsBlockQ5K *x = w;
+  const RsBlockQ8K *y = act;
+  const __m512i m4 = _mm512_set1_epi8 (0xF), b4 = _mm512_set1_epi8 (0x10);
+  const __m512i pick0 = _mm512_set_epi64 (0x0001000100010001, 0x0001000100010001, 0x0001000100010001,
+                                          0x0001000100010001, 0, 0, 0, 0);
+  /* fifth bits of chunk j: bit 2j (low nibbles, lower half) and 2j+1
+   * (high nibbles, upper half); shifting the upper copy by one less lines
+   * both up at bit 0 */
+  const __m512i hshift = _mm512_inserti64x4 (_mm512_setzero_si512 (), _mm256_set1_epi16 (1), 1);
+  __m512 acc = _mm512_setzero_ps ();
+  __m128 macc = _mm_setzero_ps ();
+  for (int64_t i = 0; i < n / 256; i++) {
+    const __m128i scmn = k4_scales_mins (x[i].scales);
+    const __m512i sc16 = _mm512_castsi128_si512 (_mm_cvtepu8_epi16 (scmn));
+    const int8_t *q8 = y[i].qs;
+    const uint8_t *q4 = x[i].qs;
+    const __m512i qh = _mm512_srlv_epi16 (_mm512_broadcast_i64x4 (loadu256 (x[i].qh)), hshift);
+
+    __m512i s0 = _mm512_setzero_si512 (), s1 = _mm512_setzero_si512 ();
+    RS_UNROLL
+    for (int j = 0; j < 4; j++) {
+      const __m256i q = loadu256 (q4 + 32 * j);
+      const __m512i lo4 = _mm512_and_si512 (join256 (q, _mm256_srli_epi16 (q, 4)), m4);
+      const __m512i h = _mm512_and_si512 (_mm512_slli_epi16 (_mm512_srli_epi16 (qh, 2 * j), 4), b4);
+      const __m512i v = _mm512_or_si512 (lo4, h);
+      const __m512i p = _mm512_maddubs_epi16 (v, loadu512 (q8 + 64 * j));
+      const __m512i sc = _mm512_permutexvar_epi16 (_mm512_add_epi16 (pick0, _mm512_set1_epi16 ((short) (2 * j))), sc16);
+      if (j % 2 == 0)
+        s0 = _mm512_dpwssd_epi32 (s0, p, sc);
+      else
+        s1 = _mm512_dpwssd_epi32 (s1, p, sc);
+    }
+    uint32_t both;
+    memcpy (&both, &x[i].d, 4);
+    const __m128 dd = _mm_mul_ps (_mm_cvtph_ps (_mm_cvtsi32_si128 ((int) both)), _mm_set1_ps (y[i].d));
+    acc = _mm512_fmadd_ps (_mm512_broadcastss_ps (dd), _mm512_cvtepi32_ps (_mm512_add_epi32 (s0, s1)), acc);
+    const __m128i mn16 = _mm_cvtepu8_epi16 (_mm_unpackhi_epi64 (scmn, scmn));
+    const __m128i pair = _mm_hadd_epi16 (_mm_loadu_si128 ((const __m128i *) y[i].bsums),
+                                         _mm_loadu_si128 ((const __m128i *) (y[i].bsums + 8)));
+    macc = _mm_fmadd_ps (_mm_shuffle_ps (dd, dd, 0x55), _mm_cvtepi32_ps (_mm_madd_epi16 (mn16, pair)), macc);
+  }
+  macc = _mm_add_ps (macc, _mm_movehl_ps (macc, macc));
+  macc = _mm_add_ss (macc, _mm_movehdup_ps (macc));
+  return _mm512_reduce_add_ps (acc) - _mm_cvtss_f32 (macc);
+}

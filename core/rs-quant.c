@@ -1013,6 +1013,10 @@ static const RsVecDotFn avx512_table[RS_TYPE_COUNT] = {
   [RS_TYPE_Q8_0]   = rs_vec_dot_q8_0_avx512,
   [RS_TYPE_Q4_K]   = rs_vec_dot_q4_k_avx512,
   [RS_TYPE_Q6_K]   = rs_vec_dot_q6_k_avx512,
+  [RS_TYPE_Q5_K]   = rs_vec_dot_q5_k_avx512,
+  [RS_TYPE_Q4_0]   = rs_vec_dot_q4_0_avx512,
+  [RS_TYPE_IQ4_NL] = rs_vec_dot_iq4_nl_avx512,
+  [RS_TYPE_MXFP4]  = rs_vec_dot_mxfp4_avx512,
 };
 
 static DotImpl best_table[RS_TYPE_COUNT];
