@@ -23,8 +23,10 @@ rs_test_model_spec (const char *arch, RsType type, uint32_t seed)
   gboolean k_quant = type == RS_TYPE_Q2_K || type == RS_TYPE_Q3_K || type == RS_TYPE_Q4_K ||
                      type == RS_TYPE_Q5_K || type == RS_TYPE_Q6_K || type == RS_TYPE_IQ4_XS;
   int w = k_quant ? 256 : 64;
+  /* OLMoE has no grouped-query attention (llama.cpp sizes its k norm by n_embd). */
   RsTestModelSpec s = {
-    .arch = arch, .type = type, .n_layer = 2, .n_embd = w, .n_head = 4, .n_head_kv = 2,
+    .arch = arch, .type = type, .n_layer = 2, .n_embd = w, .n_head = 4,
+    .n_head_kv = g_str_equal (arch, "olmoe") ? 4 : 2,
     .head_dim = w / 4, .n_expert = 8, .n_expert_used = 2, .n_ff_exp = w,
     .n_ff_shexp = g_str_equal (arch, "qwen2moe") ? w : 0, .n_dense_first = 0, .n_ff_dense = 0,
     .tied_output = FALSE, .seed = seed,
