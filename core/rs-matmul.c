@@ -1,0 +1,487 @@
+/* rs-matmul.c: y = W x on the thread pool.
+ *
+ * Decode ("qdot") path, for few activation rows: one parallel step in
+ * two phases without a full barrier.
+ *   1. The activation rows are cut into pieces of whole blocks; threads
+ *      claim pieces from an atomic counter and convert them to the
+ *      weights' activation format (rs_quantize_act) in the scratch. A
+ *      worker that wakes late finds every piece claimed and goes straight
+ *      on, so nobody waits for a thread that is still asleep.
+ *   2. Once every piece is done, threads claim chunks of weight rows
+ *      (a multiple of 16 rows, about CHUNKS_PER_THREAD per thread, over
+ *      the rows of all jobs) and take one fused dequantise-and-dot
+ *      (rs_vec_dot_fn) per (row, token). Claiming chunks dynamically
+ *      instead of a static split lets the caller start at once while the
+ *      workers are waking, and balances a thread that another process
+ *      preempts. A row's result depends only on the row and its
+ *      activations, never on the split, so it is bit-identical whatever
+ *      the thread count or the batching into rs_matvec_multi.
+ *
+ * Prefill ("gemm") path, for many rows: threads claim tiles of W rows,
+ * dequantise a tile to f32 in their own scratch and multiply it with
+ * single-threaded OpenBLAS: y[:, tile] = x @ tile^T. F32 weights go to
+ * sgemm straight from the mapped data.
+ *
+ * The regime switch (qdot_max_tokens) was measured with bench-matmul on
+ * the target (2 vCPU EPYC, AVX-512): see the comment there.
+ *
+ * SPDX-License-Identifier: GPL-3.0-or-later
+ */
+#include "rs-matmul.h"
+
+#include <cblas.h>
+#include <glib.h>
+#include <sched.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "rs-quant.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define cpu_relax() _mm_pause ()
+#else
+#define cpu_relax() __asm__ volatile ("" ::: "memory")
+#endif
+
+#define MAX_JOBS           64
+#define ROW_GRAIN          16   /* weight rows per chunk are a multiple of this */
+#define CHUNKS_PER_THREAD  8    /* enough to balance, few enough that claiming is free */
+#define QUANT_PIECE_COLS   2048 /* activation columns converted per claimed piece (multiple of 256) */
+#define TILE_ELEMS         (64 * 4096) /* f32 elements of a dequantised tile (1 MiB) */
+#define TILE_MIN_ROWS      16
+#define TILE_MAX_ROWS      256
+/* The qdot path is used up to this many tokens at most; the scratch
+ * holds this many converted activation rows. */
+#define QDOT_TOKENS_CAP    64
+
+struct _RsMatmulScratch {
+  int      n_threads;
+  int64_t  max_cols;
+  int64_t  max_tokens;
+  size_t   act_row_bytes; /* one converted row of max_cols in any activation format */
+  int64_t  act_rows;      /* rows of @act */
+  uint8_t *act;           /* [act_rows][act_row_bytes], 64-byte aligned rows */
+  int64_t  tile_elems;
+  float   *tiles;         /* [n_threads][tile_elems] */
+  int64_t  qdot_override; /* ROUTESCOPE_QDOT_MAX_TOKENS, or -1 */
+};
+
+/* ---- scratch ---- */
+
+static size_t
+round_up (size_t n, size_t to)
+{
+  return (n + to - 1) / to * to;
+}
+
+RsMatmulScratch *
+rs_matmul_scratch_new (int n_threads, int64_t max_cols, int64_t max_tokens)
+{
+  static gsize blas_once = 0;
+  if (g_once_init_enter (&blas_once)) {
+    /* Our pool does the threading; OpenBLAS threads would fight it. */
+    openblas_set_num_threads (1);
+    g_once_init_leave (&blas_once, 1);
+  }
+
+  g_return_val_if_fail (max_cols > 0, NULL);
+  if (n_threads < 1)
+    n_threads = 1;
+  if (max_tokens < 1)
+    max_tokens = 1;
+
+  RsMatmulScratch *s = g_new0 (RsMatmulScratch, 1);
+  s->n_threads = n_threads;
+  s->max_cols = max_cols;
+  s->max_tokens = max_tokens;
+
+  /* Room for max_cols rounded up to the largest block, in the widest
+   * quantised activation format (F32 activations are never copied). */
+  const int64_t cols = (int64_t) round_up ((size_t) max_cols, 256);
+  size_t row = 0;
+  const RsType act_types[] = { RS_TYPE_Q8_0, RS_TYPE_Q8_1, RS_TYPE_Q8_K };
+  for (size_t i = 0; i < G_N_ELEMENTS (act_types); i++)
+    row = MAX (row, rs_type_row_size (act_types[i], cols));
+  s->act_row_bytes = round_up (row, 64);
+  /* rs_matvec_multi needs one row per distinct x (at most MAX_JOBS),
+   * rs_matmul one per token on the qdot path. */
+  s->act_rows = MAX (MAX_JOBS, MIN (max_tokens, QDOT_TOKENS_CAP));
+  s->act = g_aligned_alloc0 ((gsize) s->act_rows, s->act_row_bytes, 64);
+
+  /* A tile has at least TILE_MIN_ROWS rows, whatever the width. */
+  s->tile_elems = (int64_t) round_up ((size_t) MAX (TILE_ELEMS, TILE_MIN_ROWS * max_cols), 16);
+  s->tiles = g_aligned_alloc ((gsize) n_threads * (gsize) s->tile_elems, sizeof (float), 64);
+
+  /* For benchmarks and tests that measure one path against the other. */
+  const char *env = g_getenv ("ROUTESCOPE_QDOT_MAX_TOKENS");
+  s->qdot_override = env && *env ? CLAMP (g_ascii_strtoll (env, NULL, 10), 0, QDOT_TOKENS_CAP) : -1;
+  return s;
+}
+
+void
+rs_matmul_scratch_free (RsMatmulScratch *s)
+{
+  if (s == NULL)
+    return;
+  g_aligned_free (s->act);
+  g_aligned_free (s->tiles);
+  g_free (s);
+}
+
+/* ---- qdot path ---- */
+
+typedef struct {
+  const uint8_t *w;          /* first row */
+  size_t         w_stride;   /* bytes */
+  int64_t        n_rows, n_cols;
+  RsVecDotFn     dot;
+  const uint8_t *act;        /* token t's activations at act + t * act_stride */
+  size_t         act_stride;
+  float         *y;          /* token t's outputs at y + t * y_stride */
+  int64_t        y_stride;
+  int64_t        n_tokens;
+  int64_t        chunk0;     /* first global chunk of this job */
+} QdotJob;
+
+/* One activation row to convert: @src (n_cols floats) -> @dst. */
+typedef struct {
+  const float *src;
+  uint8_t     *dst;
+  RsType       act_type;
+  int64_t      n_cols;
+  int64_t      piece0;       /* first global piece of this row */
+} QuantRow;
+
+typedef struct {
+  alignas (64) atomic_int_fast64_t next_piece;
+  alignas (64) atomic_int_fast64_t pieces_done;
+  alignas (64) atomic_int_fast64_t next_chunk;
+
+  alignas (64) const QuantRow *qrows;
+  int            n_qrows;
+  int64_t        n_pieces;
+  int64_t        piece_cols;
+  const QdotJob *jobs;       /* [n_jobs + 1]: the last is a sentinel with chunk0 = n_chunks */
+  int            n_jobs;
+  int64_t        chunk_rows;
+  int64_t        n_chunks;
+} QdotStep;
+
+static void
+qdot_convert (QdotStep *st)
+{
+  int r = 0;
+  for (;;) {
+    const int64_t p = atomic_fetch_add_explicit (&st->next_piece, 1, memory_order_relaxed);
+    if (p >= st->n_pieces)
+      break;
+    while (p >= st->qrows[r + 1].piece0)
+      r++;
+    const QuantRow *q = &st->qrows[r];
+    const int64_t c0 = (p - q->piece0) * st->piece_cols;
+    const int64_t nc = MIN (st->piece_cols, q->n_cols - c0);
+    rs_quantize_act (q->act_type, q->src + c0, q->dst + rs_type_row_size (q->act_type, c0), nc);
+    atomic_fetch_add_explicit (&st->pieces_done, 1, memory_order_release);
+  }
+  /* Every piece is claimed; wait for the ones other threads still hold. */
+  for (int64_t spins = 0;
+       atomic_load_explicit (&st->pieces_done, memory_order_acquire) < st->n_pieces; spins++) {
+    cpu_relax ();
+    if (spins > 100000)
+      sched_yield (); /* the holder was preempted */
+  }
+}
+
+static void
+qdot_worker (void *data, int ith, int nth)
+{
+  QdotStep *st = data;
+
+  if (st->n_pieces > 0)
+    qdot_convert (st);
+
+  int j = 0;
+  for (;;) {
+    const int64_t c = atomic_fetch_add_explicit (&st->next_chunk, 1, memory_order_relaxed);
+    if (c >= st->n_chunks)
+      break;
+    while (c >= st->jobs[j + 1].chunk0)
+      j++;
+    const QdotJob *jb = &st->jobs[j];
+    const int64_t r0 = (c - jb->chunk0) * st->chunk_rows;
+    const int64_t r1 = MIN (r0 + st->chunk_rows, jb->n_rows);
+    const RsVecDotFn dot = jb->dot;
+    const int64_t n = jb->n_cols;
+
+    if (jb->n_tokens == 1) {
+      const uint8_t *w = jb->w + (size_t) r0 * jb->w_stride;
+      for (int64_t r = r0; r < r1; r++, w += jb->w_stride)
+        jb->y[r] = dot (n, w, jb->act);
+    } else {
+      /* Rows outer: a weight row stays in L1 across the tokens, the
+       * converted activations (a few KiB per token) stay in L2. */
+      const uint8_t *w = jb->w + (size_t) r0 * jb->w_stride;
+      for (int64_t r = r0; r < r1; r++, w += jb->w_stride) {
+        const uint8_t *a = jb->act;
+        float *y = jb->y + r;
+        for (int64_t t = 0; t < jb->n_tokens; t++, a += jb->act_stride, y += jb->y_stride)
+          *y = dot (n, w, a);
+      }
+    }
+  }
+}
+
+/* Chunks the rows of jobs[0..n_jobs) and the pieces of qrows[0..n_qrows)
+ * (both arrays have room for a sentinel after the last) and runs the step. */
+static void
+qdot_run (RsThreadPool *pool, QdotStep *st, QdotJob *jobs, int n_jobs,
+          QuantRow *qrows, int n_qrows, int64_t piece_cols)
+{
+  const int nth = rs_thread_pool_n_threads (pool);
+
+  int64_t total_rows = 0;
+  for (int j = 0; j < n_jobs; j++)
+    total_rows += jobs[j].n_rows;
+  int64_t chunk_rows = total_rows / ((int64_t) nth * CHUNKS_PER_THREAD);
+  chunk_rows = MAX (ROW_GRAIN, (chunk_rows + ROW_GRAIN - 1) / ROW_GRAIN * ROW_GRAIN);
+
+  int64_t n_chunks = 0;
+  for (int j = 0; j < n_jobs; j++) {
+    jobs[j].chunk0 = n_chunks;
+    n_chunks += (jobs[j].n_rows + chunk_rows - 1) / chunk_rows;
+  }
+  jobs[n_jobs].chunk0 = n_chunks;
+
+  int64_t n_pieces = 0;
+  for (int i = 0; i < n_qrows; i++) {
+    qrows[i].piece0 = n_pieces;
+    n_pieces += (qrows[i].n_cols + piece_cols - 1) / piece_cols;
+  }
+  qrows[n_qrows].piece0 = n_pieces; /* sentinel */
+
+  atomic_init (&st->next_piece, 0);
+  atomic_init (&st->pieces_done, 0);
+  atomic_init (&st->next_chunk, 0);
+  st->qrows = qrows;
+  st->n_qrows = n_qrows;
+  st->n_pieces = n_pieces;
+  st->piece_cols = piece_cols;
+  st->jobs = jobs;
+  st->n_jobs = n_jobs;
+  st->chunk_rows = chunk_rows;
+  st->n_chunks = n_chunks;
+
+  if (n_chunks == 0 && n_pieces == 0)
+    return;
+  rs_thread_pool_run (pool, qdot_worker, st);
+}
+
+/* ---- gemm path ---- */
+
+typedef struct {
+  alignas (64) atomic_int_fast64_t next_tile;
+  alignas (64) const RsMatrix *w;
+  const float     *x;
+  int64_t          x_stride, n_tokens;
+  float           *y;
+  int64_t          y_stride;
+  int64_t          tile_rows, n_tiles;
+  RsMatmulScratch *s;
+} GemmStep;
+
+static void
+gemm_worker (void *data, int ith, int nth)
+{
+  GemmStep *st = data;
+  const RsMatrix *w = st->w;
+  const int64_t n = w->n_cols;
+
+  /* Threads beyond what the scratch was sized for have no tile buffer. */
+  if (ith >= st->s->n_threads)
+    return;
+  float *tile = st->s->tiles + (size_t) ith * (size_t) st->s->tile_elems;
+
+  for (;;) {
+    const int64_t t = atomic_fetch_add_explicit (&st->next_tile, 1, memory_order_relaxed);
+    if (t >= st->n_tiles)
+      break;
+    const int64_t r0 = t * st->tile_rows;
+    const int64_t nr = MIN (st->tile_rows, w->n_rows - r0);
+    const uint8_t *src = (const uint8_t *) w->data + (size_t) r0 * w->row_stride;
+
+    const float *b;
+    int64_t ldb;
+    if (w->type == RS_TYPE_F32) {
+      b = (const float *) src;
+      ldb = (int64_t) (w->row_stride / sizeof (float));
+    } else {
+      for (int64_t r = 0; r < nr; r++)
+        rs_dequantize_row (w->type, src + (size_t) r * w->row_stride, tile + r * n, n);
+      b = tile;
+      ldb = n;
+    }
+    /* y[:, r0:r0+nr] = x[n_tokens, n] @ b[nr, n]^T */
+    cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans,
+                 (blasint) st->n_tokens, (blasint) nr, (blasint) n,
+                 1.0f, st->x, (blasint) st->x_stride, b, (blasint) ldb,
+                 0.0f, st->y + r0, (blasint) st->y_stride);
+  }
+}
+
+/* ---- dispatch ---- */
+
+/* Largest token count for which the quantised dot path beats
+ * dequantise + sgemm (measured with bench-matmul). */
+static int64_t
+qdot_max_tokens (RsType type)
+{
+  switch (type) {
+  case RS_TYPE_F32:
+  case RS_TYPE_F16:
+  case RS_TYPE_BF16:
+    return 3;
+  default:
+    return 8;
+  }
+}
+
+static bool
+check_matrix (const RsMatmulScratch *s, const RsMatrix *w)
+{
+  g_return_val_if_fail (w != NULL && w->data != NULL, false);
+  g_return_val_if_fail (rs_type_traits (w->type)->supported, false);
+  g_return_val_if_fail (w->n_cols % rs_type_traits (w->type)->block_size == 0, false);
+  g_return_val_if_fail (w->row_stride >= rs_type_row_size (w->type, w->n_cols), false);
+  g_return_val_if_fail (s == NULL || w->n_cols <= s->max_cols, false);
+  return true;
+}
+
+void
+rs_matmul (RsThreadPool *pool, RsMatmulScratch *s, const RsMatrix *w,
+           const float *x, int64_t x_stride, int64_t n_tokens,
+           float *y, int64_t y_stride)
+{
+  g_return_if_fail (s != NULL);
+  if (!check_matrix (s, w) || n_tokens <= 0 || w->n_rows <= 0)
+    return;
+
+  const int64_t qdot_max = s->qdot_override >= 0 ? s->qdot_override : qdot_max_tokens (w->type);
+  if (n_tokens <= MIN (qdot_max, s->act_rows)) {
+    const RsType at = rs_act_type (w->type);
+    QdotJob jobs[2];
+    QuantRow qrows[QDOT_TOKENS_CAP + 1];
+    int n_qrows = 0;
+
+    jobs[0] = (QdotJob) {
+      .w = w->data, .w_stride = w->row_stride,
+      .n_rows = w->n_rows, .n_cols = w->n_cols,
+      .dot = rs_vec_dot_fn (w->type),
+      .y = y, .y_stride = y_stride, .n_tokens = n_tokens,
+    };
+    if (at == RS_TYPE_F32) {
+      /* F32 activations are used in place. */
+      jobs[0].act = (const uint8_t *) x;
+      jobs[0].act_stride = (size_t) x_stride * sizeof (float);
+    } else {
+      jobs[0].act = s->act;
+      jobs[0].act_stride = s->act_row_bytes;
+      for (int64_t t = 0; t < n_tokens; t++)
+        qrows[n_qrows++] = (QuantRow) {
+          .src = x + t * x_stride, .dst = s->act + (size_t) t * s->act_row_bytes,
+          .act_type = at, .n_cols = w->n_cols,
+        };
+    }
+    QdotStep st;
+    qdot_run (pool, &st, jobs, 1, qrows, n_qrows, QUANT_PIECE_COLS);
+    return;
+  }
+
+  GemmStep st;
+  atomic_init (&st.next_tile, 0);
+  st.w = w;
+  st.x = x;
+  st.x_stride = x_stride;
+  st.n_tokens = n_tokens;
+  st.y = y;
+  st.y_stride = y_stride;
+  st.s = s;
+  int64_t tr = s->tile_elems / w->n_cols;
+  tr = CLAMP (tr / ROW_GRAIN * ROW_GRAIN, TILE_MIN_ROWS, TILE_MAX_ROWS);
+  /* Enough tiles to keep every thread busy on small matrices. */
+  const int nth = MIN (rs_thread_pool_n_threads (pool), s->n_threads);
+  while (tr > TILE_MIN_ROWS && (w->n_rows + tr - 1) / tr < 2 * nth)
+    tr /= 2;
+  st.tile_rows = tr;
+  st.n_tiles = (w->n_rows + tr - 1) / tr;
+  if (nth <= 1)
+    gemm_worker (&st, 0, 1);
+  else
+    rs_thread_pool_run (pool, gemm_worker, &st);
+}
+
+void
+rs_matvec_multi (RsThreadPool *pool, RsMatmulScratch *s, const RsMatvecJob *jobs, int n_jobs)
+{
+  g_return_if_fail (s != NULL);
+  g_return_if_fail (n_jobs >= 0 && n_jobs <= MAX_JOBS);
+
+  QdotJob qjobs[MAX_JOBS + 1];
+  QuantRow qrows[MAX_JOBS + 1];
+  int n_q = 0, n_qrows = 0;
+
+  for (int j = 0; j < n_jobs; j++) {
+    const RsMatrix *w = jobs[j].w;
+    if (!check_matrix (s, w))
+      return;
+    if (w->n_rows <= 0)
+      continue;
+    const RsType at = rs_act_type (w->type);
+    QdotJob *q = &qjobs[n_q++];
+    *q = (QdotJob) {
+      .w = w->data, .w_stride = w->row_stride,
+      .n_rows = w->n_rows, .n_cols = w->n_cols,
+      .dot = rs_vec_dot_fn (w->type),
+      .y = jobs[j].y, .y_stride = 0, .n_tokens = 1,
+    };
+    if (at == RS_TYPE_F32) {
+      q->act = (const uint8_t *) jobs[j].x;
+      continue;
+    }
+    /* Share the conversion of an x already converted to this format. */
+    int i;
+    for (i = 0; i < n_qrows; i++)
+      if (qrows[i].src == jobs[j].x && qrows[i].act_type == at && qrows[i].n_cols == w->n_cols)
+        break;
+    if (i == n_qrows)
+      qrows[n_qrows++] = (QuantRow) {
+        .src = jobs[j].x, .dst = s->act + (size_t) i * s->act_row_bytes,
+        .act_type = at, .n_cols = w->n_cols,
+      };
+    q->act = qrows[i].dst;
+  }
+
+  QdotStep st;
+  qdot_run (pool, &st, qjobs, n_q, qrows, n_qrows, QUANT_PIECE_COLS);
+}
+
+void
+rs_matmul_ref (const RsMatrix *w, const float *x, int64_t x_stride, int64_t n_tokens,
+               float *y, int64_t y_stride)
+{
+  if (!check_matrix (NULL, w))
+    return;
+  float *row = g_new (float, MAX (w->n_cols, 1));
+  for (int64_t r = 0; r < w->n_rows; r++) {
+    rs_dequantize_row (w->type, (const uint8_t *) w->data + (size_t) r * w->row_stride, row, w->n_cols);
+    for (int64_t t = 0; t < n_tokens; t++) {
+      const float *xt = x + t * x_stride;
+      double acc = 0.0;
+      for (int64_t c = 0; c < w->n_cols; c++)
+        acc += (double) row[c] * (double) xt[c];
+      y[t * y_stride + r] = (float) acc;
+    }
+  }
+  g_free (row);
+}
