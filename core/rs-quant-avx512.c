@@ -55,13 +55,29 @@ dot_i8_acc (__m512i acc, __m512i x, __m512i y)
   return _mm512_dpbusd_epi32 (acc, _mm512_abs_epi8 (x), sy);
 }
 
-/* 16 floats: a in lanes 0-7, b in lanes 8-15. */
-static inline __m512
-pair_ps (float a, float b)
+/* The fp16 scales of four consecutive blocks (any block type with a
+ * leading uint16_t d, @stride bytes apart) as floats, one conversion. */
+static inline __m128
+fp16_x4 (const void *first, size_t stride)
 {
-  /* via the 64-bit insert: the 32x8 one needs AVX512DQ */
-  return _mm512_castpd_ps (_mm512_insertf64x4 (_mm512_castps_pd (_mm512_set1_ps (a)),
-                                               _mm256_castps_pd (_mm256_set1_ps (b)), 1));
+  const uint8_t *p = first;
+  uint16_t h[4];
+  for (int k = 0; k < 4; k++)
+    memcpy (&h[k], p + k * stride, 2);
+  __m128i v = _mm_cvtsi32_si128 (h[0]);
+  v = _mm_insert_epi16 (v, h[1], 1);
+  v = _mm_insert_epi16 (v, h[2], 2);
+  v = _mm_insert_epi16 (v, h[3], 3);
+  return _mm_cvtph_ps (v);
+}
+
+/* [p[0] x8 | p[1] x8] and [p[2] x8 | p[3] x8] for blocks i .. i+3. */
+static inline void
+spread_scales4 (__m128 p, __m512 *da, __m512 *db)
+{
+  const __m512 z = _mm512_castps128_ps512 (p);   /* only lanes 0-3 are read */
+  *da = _mm512_permutexvar_ps (_mm512_setr_epi32 (0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1), z);
+  *db = _mm512_permutexvar_ps (_mm512_setr_epi32 (2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3), z);
 }
 
 /* Q8_0 x Q8_0: two blocks per 64-byte register, four blocks per step. */
@@ -80,8 +96,8 @@ rs_vec_dot_q8_0_avx512 (int64_t n, const void *w, const void *act)
     const __m512i yb = join256 (loadu256 (y[i + 2].qs), loadu256 (y[i + 3].qs));
     const __m512i sa = dot_i8_acc (_mm512_setzero_si512 (), xa, ya);
     const __m512i sb = dot_i8_acc (_mm512_setzero_si512 (), xb, yb);
-    const __m512 da = pair_ps (fp16 (x[i].d) * fp16 (y[i].d), fp16 (x[i + 1].d) * fp16 (y[i + 1].d));
-    const __m512 db = pair_ps (fp16 (x[i + 2].d) * fp16 (y[i + 2].d), fp16 (x[i + 3].d) * fp16 (y[i + 3].d));
+    __m512 da, db;
+    spread_scales4 (_mm_mul_ps (fp16_x4 (&x[i], sizeof *x), fp16_x4 (&y[i], sizeof *y)), &da, &db);
     acc0 = _mm512_fmadd_ps (da, _mm512_cvtepi32_ps (sa), acc0);
     acc1 = _mm512_fmadd_ps (db, _mm512_cvtepi32_ps (sb), acc1);
   }
@@ -220,7 +236,7 @@ nibbles_2blocks (const uint8_t *qa, const uint8_t *qb, __m512i table)
   return _mm512_shuffle_epi8 (table, z);
 }
 
-#define NIBBLE_DOT_BODY(BT, TABLE, SCALE)                                                   \
+#define NIBBLE_DOT_BODY(BT, TABLE, SCALE, SCALE1)                                                   \
   const BT *x = w;                                                                          \
   const RsBlockQ8_0 *y = act;                                                               \
   const int64_t nb = n / 32;                                                                \
@@ -234,8 +250,8 @@ nibbles_2blocks (const uint8_t *qa, const uint8_t *qb, __m512i table)
     const __m512i yb = join256 (loadu256 (y[i + 2].qs), loadu256 (y[i + 3].qs));            \
     const __m512i sa = dot_i8_acc (_mm512_setzero_si512 (), xa, ya);                        \
     const __m512i sb = dot_i8_acc (_mm512_setzero_si512 (), xb, yb);                        \
-    const __m512 da = pair_ps (SCALE (x[i]) * fp16 (y[i].d), SCALE (x[i + 1]) * fp16 (y[i + 1].d));         \
-    const __m512 db = pair_ps (SCALE (x[i + 2]) * fp16 (y[i + 2].d), SCALE (x[i + 3]) * fp16 (y[i + 3].d)); \
+    __m512 da, db;                                                                          \
+    spread_scales4 (_mm_mul_ps (SCALE (x, i), fp16_x4 (&y[i], sizeof *y)), &da, &db);        \
     acc0 = _mm512_fmadd_ps (da, _mm512_cvtepi32_ps (sa), acc0);                             \
     acc1 = _mm512_fmadd_ps (db, _mm512_cvtepi32_ps (sb), acc1);                             \
   }                                                                                         \
@@ -246,31 +262,46 @@ nibbles_2blocks (const uint8_t *qa, const uint8_t *qb, __m512i table)
       isum += (TABLE)[x[i].qs[l] & 0xF] * y[i].qs[l];                                       \
       isum += (TABLE)[x[i].qs[l] >> 4] * y[i].qs[l + 16];                                   \
     }                                                                                       \
-    sum += (float) isum * (SCALE (x[i]) * fp16 (y[i].d));                                   \
+    sum += (float) isum * (SCALE1 (x[i]) * fp16 (y[i].d));                                  \
   }                                                                                         \
   return sum;
 
+/* rs_e8m0_to_fp32_half of four exponents at once: 2^(e-128) is the float
+ * with exponent field e - 1, except e = 0, 1 (subnormals 2^-128, 2^-127). */
+static inline __m128
+e8m0_half_x4 (uint8_t e0, uint8_t e1, uint8_t e2, uint8_t e3)
+{
+  const __m128i e = _mm_setr_epi32 (e0, e1, e2, e3);
+  const __m128i normal = _mm_slli_epi32 (_mm_sub_epi32 (e, _mm_set1_epi32 (1)), 23);
+  const __m128i sub = _mm_sllv_epi32 (_mm_set1_epi32 (0x00200000), e);
+  const __m128i is_sub = _mm_cmplt_epi32 (e, _mm_set1_epi32 (2));
+  return _mm_castsi128_ps (_mm_blendv_epi8 (normal, sub, is_sub));
+}
+
 static const int8_t q4_0_values[16] = { -8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7 };
 
+/* weight scales of blocks i .. i+3, and of one block */
+#define FP16_D4(x, i) fp16_x4 (&(x)[i], sizeof *(x))
 #define FP16_D(b) fp16 ((b).d)
+#define E8M0_HALF4(x, i) e8m0_half_x4 ((x)[i].e, (x)[(i) + 1].e, (x)[(i) + 2].e, (x)[(i) + 3].e)
 #define E8M0_HALF(b) rs_e8m0_to_fp32_half ((b).e)
 
 float
 rs_vec_dot_q4_0_avx512 (int64_t n, const void *w, const void *act)
 {
-  NIBBLE_DOT_BODY (RsBlockQ4_0, q4_0_values, FP16_D)
+  NIBBLE_DOT_BODY (RsBlockQ4_0, q4_0_values, FP16_D4, FP16_D)
 }
 
 float
 rs_vec_dot_iq4_nl_avx512 (int64_t n, const void *w, const void *act)
 {
-  NIBBLE_DOT_BODY (RsBlockIQ4NL, rs_kvalues_iq4nl, FP16_D)
+  NIBBLE_DOT_BODY (RsBlockIQ4NL, rs_kvalues_iq4nl, FP16_D4, FP16_D)
 }
 
 float
 rs_vec_dot_mxfp4_avx512 (int64_t n, const void *w, const void *act)
 {
-  NIBBLE_DOT_BODY (RsBlockMXFP4, rs_kvalues_mxfp4, E8M0_HALF)
+  NIBBLE_DOT_BODY (RsBlockMXFP4, rs_kvalues_mxfp4, E8M0_HALF4, E8M0_HALF)
 }
 
 float

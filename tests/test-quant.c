@@ -969,11 +969,11 @@ check_dot (RsType t, int64_t n, const void *w, const void *a, const char *what)
   }
   const float s = rs_vec_dot_fn_scalar (t) (n, w, a);
   const float v = rs_vec_dot_fn (t) (n, w, a);
-  const double tol = 2e-6 * mag + 1e-30;
+  const double tol = 2e-6 * mag + 1e-43;   /* a few subnormal ulps */
   if (fabs ((double) v - s) > tol)
     g_error ("%s %s n=%" G_GINT64_FORMAT ": %s kernel %.9g vs scalar %.9g (tol %g)",
              rs_type_name (t), what, n, rs_vec_dot_impl_name (t), v, s, tol);
-  if (fabs ((double) s - ref) > 4e-6 * mag + slack + 1e-30)
+  if (fabs ((double) s - ref) > 4e-6 * mag + slack + 1e-43)
     g_error ("%s %s n=%" G_GINT64_FORMAT ": scalar %.9g vs dequantised reference %.9g (mag %g)",
              rs_type_name (t), what, n, s, ref, mag);
   g_free (wf);
@@ -1073,6 +1073,33 @@ test_dot_extremes (void)
     g_free (w);
     g_free (a);
   }
+}
+
+/* MXFP4 scales at the bottom of the E8M0 range are subnormal floats
+ * (2^-128, 2^-127), which the kernels build separately. */
+static void
+test_dot_mxfp4_tiny_scales (void)
+{
+  GRand *r = g_rand_new_with_seed (5);
+  const int64_t n = 1024;
+  RsBlockMXFP4 w[32];
+  RsBlockQ8_0 a[32];
+  static const uint8_t exps[] = { 0, 1, 2, 3, 200 };
+  for (guint k = 0; k < G_N_ELEMENTS (exps); k++) {
+    random_weights (r, RS_TYPE_MXFP4, w, n, true);
+    for (int b = 0; b < 32; b++)
+      w[b].e = (b % 3 == 0) ? exps[k] : exps[(k + b) % G_N_ELEMENTS (exps)] % 4;
+    random_act (r, RS_TYPE_Q8_0, a, n, false);
+    check_dot (RS_TYPE_MXFP4, n, w, a, "tiny scales");
+    float got[1024];
+    rs_dequantize_row (RS_TYPE_MXFP4, w, got, n);
+    for (int64_t i = 0; i < n; i++) {
+      const RsBlockMXFP4 *b = &w[i / 32];
+      const int q = (b->qs[(i % 32) % 16] >> (4 * ((i % 32) / 16))) & 0xF;
+      g_assert_cmpfloat (got[i], ==, ldexpf (e2m1_values[q], b->e - 127));
+    }
+  }
+  g_rand_free (r);
 }
 
 /* The point of quantising activations: dot(W, q(x)) stays close to
@@ -1243,6 +1270,7 @@ main (int argc, char **argv)
     g_test_add_data_func (p, GINT_TO_POINTER (t), test_dot_agree);
   }
   g_test_add_func ("/quant/dot-extremes", test_dot_extremes);
+  g_test_add_func ("/quant/dot-mxfp4-tiny-scales", test_dot_mxfp4_tiny_scales);
   g_test_add_func ("/quant/dot-vs-float", test_dot_vs_float);
   g_test_add_func ("/quant/cpu-dispatch", test_cpu_dispatch);
   g_test_add_func ("/quant/simd-env-scalar", test_simd_env_scalar);
