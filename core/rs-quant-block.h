@@ -16,6 +16,12 @@
  *   - K-quants group 256 elements into sub-blocks of 16 or 32 with small
  *     integer scales that are themselves scaled by fp16 super-block scales.
  *
+ * The float expressions match ggml's dequantize_row_* operation for
+ * operation, so results are bit-identical to llama.cpp's as long as the
+ * compiler does not fuse a multiply and an add (Q4_1/Q5_1 "q*d + m",
+ * K-quant "d*q - m"): the CPU SIMD code is built with -ffp-contract=off;
+ * CUDA code that wants the same bits needs --fmad=false.
+ *
  * SPDX-License-Identifier: GPL-3.0-or-later
  */
 #pragma once
