@@ -29,7 +29,7 @@ rs_test_model_spec (const char *arch, RsType type, uint32_t seed)
     .n_head_kv = g_str_equal (arch, "olmoe") ? 4 : 2,
     .head_dim = w / 4, .n_expert = 8, .n_expert_used = 2, .n_ff_exp = w,
     .n_ff_shexp = g_str_equal (arch, "qwen2moe") ? w : 0, .n_dense_first = 0, .n_ff_dense = 0,
-    .tied_output = FALSE, .seed = seed,
+    .tied_output = FALSE, .n_vocab = RS_TEST_MODEL_N_VOCAB, .n_ctx = 256, .seed = seed,
   };
   return s;
 }
@@ -65,9 +65,8 @@ add_vector (RsTestGguf *w, GRand *r, const char *name, int64_t n, float scale, f
 }
 
 static void
-add_tokenizer (RsTestGguf *w)
+add_tokenizer (RsTestGguf *w, int n)
 {
-  const int n = RS_TEST_MODEL_N_VOCAB;
   g_autoptr (GPtrArray) toks = g_ptr_array_new_with_free_func (g_free);
   g_autofree float *scores = g_new0 (float, n);
   g_autofree int32_t *types = g_new0 (int32_t, n);
@@ -113,12 +112,12 @@ rs_test_model_write (const RsTestModelSpec *s, const char *path, GError **error)
   gboolean is_llama = g_str_equal (a, "llama"), is_olmoe = g_str_equal (a, "olmoe");
   gboolean is_qwen2 = g_str_equal (a, "qwen2moe"), is_qwen3 = g_str_equal (a, "qwen3moe");
   const int64_t E = s->n_embd, q_dim = (int64_t) s->n_head * s->head_dim;
-  const int64_t kv_dim = (int64_t) s->n_head_kv * s->head_dim, V = RS_TEST_MODEL_N_VOCAB;
+  const int64_t kv_dim = (int64_t) s->n_head_kv * s->head_dim, V = s->n_vocab;
 
 #define K(suffix) (g_snprintf (key, sizeof key, "%s.%s", a, suffix), key)
   rs_test_gguf_add_str (w, "general.architecture", a);
   rs_test_gguf_add_str (w, "general.name", "routescope test model");
-  rs_test_gguf_add_u32 (w, K ("context_length"), 256);
+  rs_test_gguf_add_u32 (w, K ("context_length"), s->n_ctx);
   rs_test_gguf_add_u32 (w, K ("embedding_length"), E);
   rs_test_gguf_add_u32 (w, K ("block_count"), s->n_layer);
   /* llama and olmoe size their experts by feed_forward_length. */
@@ -139,7 +138,7 @@ rs_test_model_write (const RsTestModelSpec *s, const char *path, GError **error)
   if (is_qwen2)
     rs_test_gguf_add_u32 (w, K ("expert_shared_feed_forward_length"), s->n_ff_shexp);
 #undef K
-  add_tokenizer (w);
+  add_tokenizer (w, s->n_vocab);
 
   const float wscale = 1.0f / sqrtf ((float) E);
   add_matrix (w, r, "token_embd.weight", s->type, E, V, 1, 1.0f);

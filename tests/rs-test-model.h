@@ -25,6 +25,8 @@ typedef struct {
   int n_dense_first;     /* leading layers with a dense FFN instead of experts */
   int n_ff_dense;
   gboolean tied_output;
+  int n_vocab;           /* >= RS_TEST_MODEL_N_VOCAB */
+  int n_ctx;
   uint32_t seed;
 } RsTestModelSpec;
 
