@@ -352,3 +352,163 @@ rs_vec_dot_q5_k_avx512 (int64_t n, const void *w, const void *act)
   macc = _mm_add_ss (macc, _mm_movehdup_ps (macc));
   return _mm512_reduce_add_ps (acc) - _mm_cvtss_f32 (macc);
 }
+
+/* ---- Q2_K, Q3_K: 2-bit planes. The 64 activations q8[64t .. 64t+63]
+ * belong to half c = t/2, planes s = 2(t%2) and s+1, which both live in
+ * the 32 bytes qs[32c ..]: broadcast them and shift each half by its own
+ * count. Sub-block scales are applied by vpdpwssd. ---- */
+
+/* vpermw indices giving 128-bit lane k the int16 scale of 16-element
+ * sub-block 4t + k (the sub-blocks of elements 64t .. 64t+63). */
+static inline __m512i
+scale_pick_16 (int t)
+{
+  const __m512i base = _mm512_set_epi64 (0x0003000300030003, 0x0003000300030003, 0x0002000200020002,
+                                         0x0002000200020002, 0x0001000100010001, 0x0001000100010001, 0, 0);
+  return _mm512_add_epi16 (base, _mm512_set1_epi16 ((short) (4 * t)));
+}
+
+static inline __m512i
+shift_counts (int lo, int hi)
+{
+  return _mm512_inserti64x4 (_mm512_set1_epi16 ((short) lo), _mm256_set1_epi16 ((short) hi), 1);
+}
+
+float
+rs_vec_dot_q2_k_avx512 (int64_t n, const void *w, const void *act)
+{
+  const RsBlockQ2K *x = w;
+  const RsBlockQ8K *y = act;
+  const __m512i m3 = _mm512_set1_epi8 (3);
+  const __m128i m4 = _mm_set1_epi8 (0xF);
+  __m512 acc = _mm512_setzero_ps ();
+  __m256 macc = _mm256_setzero_ps ();
+  for (int64_t i = 0; i < n / 256; i++) {
+    const __m128i sc = _mm_loadu_si128 ((const __m128i *) x[i].scales);
+    const __m512i sc16 = _mm512_castsi256_si512 (_mm256_cvtepu8_epi16 (_mm_and_si128 (sc, m4)));
+    const __m256i mn16 = _mm256_cvtepu8_epi16 (_mm_and_si128 (_mm_srli_epi16 (sc, 4), m4));
+    const __m256i msum = _mm256_madd_epi16 (mn16, loadu256 (y[i].bsums));
+
+    __m512i s0 = _mm512_setzero_si512 (), s1 = _mm512_setzero_si512 ();
+    RS_UNROLL
+    for (int t = 0; t < 4; t++) {
+      const int c = t / 2, s = 2 * (t % 2);
+      const __m512i q = _mm512_broadcast_i64x4 (loadu256 (x[i].qs + 32 * c));
+      const __m512i v = _mm512_and_si512 (_mm512_srlv_epi16 (q, shift_counts (2 * s, 2 * s + 2)), m3);
+      const __m512i p = _mm512_maddubs_epi16 (v, loadu512 (y[i].qs + 64 * t));
+      const __m512i scv = _mm512_permutexvar_epi16 (scale_pick_16 (t), sc16);
+      if (t % 2 == 0)
+        s0 = _mm512_dpwssd_epi32 (s0, p, scv);
+      else
+        s1 = _mm512_dpwssd_epi32 (s1, p, scv);
+    }
+    uint32_t both;
+    memcpy (&both, &x[i].d, 4);
+    const __m128 dd = _mm_mul_ps (_mm_cvtph_ps (_mm_cvtsi32_si128 ((int) both)), _mm_set1_ps (y[i].d));
+    acc = _mm512_fmadd_ps (_mm512_broadcastss_ps (dd), _mm512_cvtepi32_ps (_mm512_add_epi32 (s0, s1)), acc);
+    macc = _mm256_fmadd_ps (_mm256_broadcastss_ps (_mm_shuffle_ps (dd, dd, 0x55)), _mm256_cvtepi32_ps (msum), macc);
+  }
+  __m128 m = _mm_add_ps (_mm256_castps256_ps128 (macc), _mm256_extractf128_ps (macc, 1));
+  m = _mm_add_ps (m, _mm_movehl_ps (m, m));
+  m = _mm_add_ss (m, _mm_movehdup_ps (m));
+  return _mm512_reduce_add_ps (acc) - _mm_cvtss_f32 (m);
+}
+
+/* Q3_K 12-byte scale field -> 16 signed scales (already minus 32). */
+static inline __m128i
+q3k_scales (const uint8_t *p)
+{
+  uint32_t a[3];
+  memcpy (a, p, 12);
+  const uint32_t lo = 0x0f0f0f0fu, hi = 0x03030303u;
+  const uint32_t s0 = (a[0] & lo)        | ((a[2] & hi) << 4);
+  const uint32_t s1 = (a[1] & lo)        | (((a[2] >> 2) & hi) << 4);
+  const uint32_t s2 = ((a[0] >> 4) & lo) | (((a[2] >> 4) & hi) << 4);
+  const uint32_t s3 = ((a[1] >> 4) & lo) | (((a[2] >> 6) & hi) << 4);
+  return _mm_sub_epi8 (_mm_setr_epi32 ((int) s0, (int) s1, (int) s2, (int) s3), _mm_set1_epi8 (32));
+}
+
+float
+rs_vec_dot_q3_k_avx512 (int64_t n, const void *w, const void *act)
+{
+  const RsBlockQ3K *x = w;
+  const RsBlockQ8K *y = act;
+  const __m512i m3 = _mm512_set1_epi8 (3), b2 = _mm512_set1_epi8 (4);
+  __m512 acc = _mm512_setzero_ps ();
+  for (int64_t i = 0; i < n / 256; i++) {
+    const __m256i sc16 = _mm256_cvtepi8_epi16 (q3k_scales (x[i].scales));
+    const __m512i sc512 = _mm512_castsi256_si512 (sc16);
+    /* q = v - 4 with v = low2 | (hbit << 2): subtract 4 * sum_j sc_j * bsum_j */
+    const __m256i corr = _mm256_slli_epi32 (_mm256_madd_epi16 (sc16, loadu256 (y[i].bsums)), 2);
+    const __m512i hm = _mm512_broadcast_i64x4 (loadu256 (x[i].hmask));
+
+    __m512i s0 = _mm512_setzero_si512 (), s1 = _mm512_setzero_si512 ();
+    RS_UNROLL
+    for (int t = 0; t < 4; t++) {
+      const int c = t / 2, s = 2 * (t % 2);
+      const __m512i q = _mm512_broadcast_i64x4 (loadu256 (x[i].qs + 32 * c));
+      const __m512i lo2 = _mm512_and_si512 (_mm512_srlv_epi16 (q, shift_counts (2 * s, 2 * s + 2)), m3);
+      /* high bit k = 4c + s (and k + 1 for the upper half) moved to bit 2 */
+      const int k = 4 * c + s;
+      const __m512i h = k >= 2 ? _mm512_srlv_epi16 (hm, shift_counts (k - 2, k - 1))
+                               : _mm512_sllv_epi16 (hm, shift_counts (2 - k, 1 - k));
+      const __m512i v = _mm512_or_si512 (lo2, _mm512_and_si512 (h, b2));
+      const __m512i p = _mm512_maddubs_epi16 (v, loadu512 (y[i].qs + 64 * t));
+      const __m512i scv = _mm512_permutexvar_epi16 (scale_pick_16 (t), sc512);
+      if (t % 2 == 0)
+        s0 = _mm512_dpwssd_epi32 (s0, p, scv);
+      else
+        s1 = _mm512_dpwssd_epi32 (s1, p, scv);
+    }
+    const __m512i sumi = _mm512_sub_epi32 (_mm512_add_epi32 (s0, s1), _mm512_zextsi256_si512 (corr));
+    const float d = y[i].d * fp16 (x[i].d);
+    acc = _mm512_fmadd_ps (_mm512_set1_ps (d), _mm512_cvtepi32_ps (sumi), acc);
+  }
+  return _mm512_reduce_add_ps (acc);
+}
+
+/* IQ4_XS: two 32-element sub-blocks per register, their 6-bit scales
+ * applied to vpmaddubsw's pair sums by vpdpwssd. */
+float
+rs_vec_dot_iq4_xs_avx512 (int64_t n, const void *w, const void *act)
+{
+  const RsBlockIQ4XS *x = w;
+  const RsBlockQ8K *y = act;
+  const __m512i tab = _mm512_broadcast_i32x4 (_mm_loadu_si128 ((const __m128i *) rs_kvalues_iq4nl));
+  const __m512i pick0 = _mm512_set_epi64 (0x0001000100010001, 0x0001000100010001, 0x0001000100010001,
+                                          0x0001000100010001, 0, 0, 0, 0);
+  __m512 acc = _mm512_setzero_ps ();
+  for (int64_t i = 0; i < n / 256; i++) {
+    /* the 8 scales as int16: low nibbles from scales_l (even sub-blocks
+     * in the low nibbles), 2 high bits each from scales_h */
+    uint32_t sl;
+    memcpy (&sl, x[i].scales_l, 4);
+    const __m128i lo = _mm_unpacklo_epi8 (_mm_cvtsi32_si128 ((int) (sl & 0x0f0f0f0fu)),
+                                          _mm_cvtsi32_si128 ((int) ((sl >> 4) & 0x0f0f0f0fu)));
+    const __m128i hi = _mm_and_si128 (_mm_srlv_epi16 (_mm_set1_epi16 ((short) x[i].scales_h),
+                                                      _mm_setr_epi16 (0, 2, 4, 6, 8, 10, 12, 14)),
+                                      _mm_set1_epi16 (3));
+    const __m128i ls = _mm_sub_epi16 (_mm_or_si128 (_mm_cvtepu8_epi16 (lo), _mm_slli_epi16 (hi, 4)),
+                                      _mm_set1_epi16 (32));
+    const __m512i ls512 = _mm512_castsi128_si512 (ls);
+
+    __m512i s0 = _mm512_setzero_si512 (), s1 = _mm512_setzero_si512 ();
+    RS_UNROLL
+    for (int t = 0; t < 4; t++) {
+      const __m512i q = nibbles_2blocks (x[i].qs + 32 * t, x[i].qs + 32 * t + 16, tab);
+      const __m512i yv = loadu512 (y[i].qs + 64 * t);
+      const __mmask64 neg = _mm512_movepi8_mask (q);
+      const __m512i sy = _mm512_mask_sub_epi8 (yv, neg, _mm512_setzero_si512 (), yv);
+      /* |q| <= 127 and |y| <= 127: the int16 pair sums cannot saturate */
+      const __m512i p = _mm512_maddubs_epi16 (_mm512_abs_epi8 (q), sy);
+      const __m512i scv = _mm512_permutexvar_epi16 (_mm512_add_epi16 (pick0, _mm512_set1_epi16 ((short) (2 * t))), ls512);
+      if (t % 2 == 0)
+        s0 = _mm512_dpwssd_epi32 (s0, p, scv);
+      else
+        s1 = _mm512_dpwssd_epi32 (s1, p, scv);
+    }
+    const float d = y[i].d * fp16 (x[i].d);
+    acc = _mm512_fmadd_ps (_mm512_set1_ps (d), _mm512_cvtepi32_ps (_mm512_add_epi32 (s0, s1)), acc);
+  }
+  return _mm512_reduce_add_ps (acc);
+}

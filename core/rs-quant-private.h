@@ -37,6 +37,9 @@ float rs_vec_dot_q5_k_avx512 (int64_t n, const void *w, const void *act);
 float rs_vec_dot_q4_0_avx512 (int64_t n, const void *w, const void *act);
 float rs_vec_dot_iq4_nl_avx512 (int64_t n, const void *w, const void *act);
 float rs_vec_dot_mxfp4_avx512 (int64_t n, const void *w, const void *act);
+float rs_vec_dot_q2_k_avx512 (int64_t n, const void *w, const void *act);
+float rs_vec_dot_q3_k_avx512 (int64_t n, const void *w, const void *act);
+float rs_vec_dot_iq4_xs_avx512 (int64_t n, const void *w, const void *act);
 
 /* Row dequantisers, bit-identical to the RS_HD block helpers. */
 typedef void (*RsDequantFn) (const void *src, float *dst, int64_t n);

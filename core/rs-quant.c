@@ -1017,6 +1017,9 @@ static const RsVecDotFn avx512_table[RS_TYPE_COUNT] = {
   [RS_TYPE_Q4_0]   = rs_vec_dot_q4_0_avx512,
   [RS_TYPE_IQ4_NL] = rs_vec_dot_iq4_nl_avx512,
   [RS_TYPE_MXFP4]  = rs_vec_dot_mxfp4_avx512,
+  [RS_TYPE_Q2_K]   = rs_vec_dot_q2_k_avx512,
+  [RS_TYPE_Q3_K]   = rs_vec_dot_q3_k_avx512,
+  [RS_TYPE_IQ4_XS] = rs_vec_dot_iq4_xs_avx512,
 };
 
 static DotImpl best_table[RS_TYPE_COUNT];
