@@ -19,6 +19,8 @@ static const struct {
   { "tokenize", rs_cli_tokenize, "turn text into the model's token ids" },
   { "generate", rs_cli_generate, "generate text from a prompt" },
   { "bench", rs_cli_bench, "measure prefill and decode tokens/s" },
+  { "trace", rs_cli_trace, "run a prompt and save its routing trace (.npz, .jsonl, .csv)" },
+  { "compare", rs_cli_compare, "run a prompt untouched and steered, side by side" },
 };
 
 int

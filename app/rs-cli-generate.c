@@ -2,75 +2,17 @@
  *
  * SPDX-License-Identifier: GPL-3.0-or-later
  */
-#include <json-glib/json-glib.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "rs-cli.h"
-#include "rs-engine.h"
-#include "rs-sampler.h"
-#include "rs-tokenizer.h"
-
-/* Options both commands share. */
-typedef struct {
-  char    *model_path;
-  int      n_ctx;
-  int      n_threads;
-  gboolean mlock;
-  gboolean json;
-} CommonOptions;
 
 static void
-add_common (GOptionContext *ctx, CommonOptions *o, GOptionEntry *extra)
-{
-  GOptionEntry entries[] = {
-    { "model", 'm', 0, G_OPTION_ARG_FILENAME, &o->model_path, "GGUF model file", "MODEL" },
-    { "ctx-size", 'c', 0, G_OPTION_ARG_INT, &o->n_ctx, "Context length (default: min(4096, the model's))", "N" },
-    { "threads", 't', 0, G_OPTION_ARG_INT, &o->n_threads, "Threads (default: one per core)", "N" },
-    { "mlock", 0, 0, G_OPTION_ARG_NONE, &o->mlock, "Lock the model in RAM", NULL },
-    { "json", 0, 0, G_OPTION_ARG_NONE, &o->json, "Print one JSON object", NULL },
-    { NULL }
-  };
-  g_option_context_add_main_entries (ctx, entries, NULL);
-  g_option_context_add_main_entries (ctx, extra, NULL);
-}
-
-static RsModel *
-open_model (const CommonOptions *o, GError **error)
-{
-  if (o->model_path == NULL)
-    {
-      g_set_error_literal (error, G_OPTION_ERROR, G_OPTION_ERROR_FAILED, "no model given (-m MODEL.gguf)");
-      return NULL;
-    }
-  RsModel *model = rs_model_open (o->model_path, error);
-  if (model != NULL && o->mlock && !rs_model_lock_memory (model, error))
-    g_clear_pointer (&model, rs_model_free);
-  return model;
-}
-
-static double
-now_s (void)
-{
-  return g_get_monotonic_time () / 1e6;
-}
-
-static void
-json_print (JsonBuilder *b)
-{
-  g_autoptr (JsonGenerator) gen = json_generator_new ();
-  g_autoptr (JsonNode) root = json_builder_get_root (b);
-  json_generator_set_root (gen, root);
-  g_autofree char *text = json_generator_to_data (gen, NULL);
-  printf ("%s\n", text);
-}
-
-static void
-json_int_array (JsonBuilder *b, const char *name, const int32_t *v, guint n)
+json_int_array (JsonBuilder *b, const char *name, const int32_t *v, int64_t n)
 {
   json_builder_set_member_name (b, name);
   json_builder_begin_array (b);
-  for (guint i = 0; i < n; i++)
+  for (int64_t i = 0; i < n; i++)
     json_builder_add_int_value (b, v[i]);
   json_builder_end_array (b);
 }
@@ -78,9 +20,9 @@ json_int_array (JsonBuilder *b, const char *name, const int32_t *v, guint n)
 int
 rs_cli_generate (int argc, char **argv)
 {
-  CommonOptions o = { 0 };
+  RsCliCommon o = { 0 };
   char *prompt = NULL;
-  int n_predict = 32, top_k = 0;
+  int n_predict = 32;
   double temp = 0.0, top_p = 1.0;
   gint64 seed = 0;
   GOptionEntry entries[] = {
@@ -88,12 +30,14 @@ rs_cli_generate (int argc, char **argv)
     { "n-predict", 'n', 0, G_OPTION_ARG_INT, &n_predict, "Tokens to generate (default 32)", "N" },
     { "temp", 0, 0, G_OPTION_ARG_DOUBLE, &temp, "Temperature (0: greedy, the default)", "T" },
     { "seed", 0, 0, G_OPTION_ARG_INT64, &seed, "Random seed (default 0)", "S" },
-    { "top-k", 0, 0, G_OPTION_ARG_INT, &top_k, "Sample from the K most likely tokens", "K" },
+    { "top-k", 0, 0, G_OPTION_ARG_INT, &o.run.sampler.top_k, "Sample from the K most likely tokens", "K" },
     { "top-p", 0, 0, G_OPTION_ARG_DOUBLE, &top_p, "Sample from the smallest set with probability P", "P" },
     { NULL }
   };
   g_autoptr (GOptionContext) ctx = g_option_context_new ("- generate text from a prompt");
-  add_common (ctx, &o, entries);
+  rs_cli_add_common_options (ctx, &o, entries);
+  RsCliInterventionFlags *flags;
+  rs_cli_add_intervention_options (ctx, &flags);
   g_autoptr (GError) error = NULL;
   if (!g_option_context_parse (ctx, &argc, &argv, &error))
     return rs_cli_fail (error->message);
@@ -101,61 +45,53 @@ rs_cli_generate (int argc, char **argv)
     return rs_cli_fail ("no prompt given (-p TEXT)");
   if (n_predict < 0)
     return rs_cli_fail ("-n must not be negative");
+  g_autoptr (GArray) ivs = rs_cli_parse_interventions (flags, &error);
+  if (ivs == NULL)
+    return rs_cli_fail (error->message);
+  o.run.sampler.temperature = temp;
+  o.run.sampler.top_p = top_p;
+  o.run.sampler.seed = seed;
 
-  g_autoptr (RsModel) model = open_model (&o, &error);
-  if (model == NULL)
+  g_autoptr (RsCliModel) m = rs_cli_model_open (&o, &error);
+  if (m == NULL)
     return rs_cli_fail (error->message);
-  g_autoptr (RsTokenizer) tok = rs_tokenizer_new_from_gguf (rs_model_gguf (model), &error);
-  if (tok == NULL)
+  g_autoptr (RsRun) run = rs_run_new (m->model, m->tok, &o.run, &error);
+  if (run == NULL || !rs_run_set_interventions (run, (RsIntervention *) ivs->data, ivs->len, &error))
     return rs_cli_fail (error->message);
-  g_autoptr (GArray) ids = g_array_new (FALSE, FALSE, sizeof (int32_t));
-  if (!rs_tokenizer_encode (tok, prompt, -1, RS_TOKENIZE_ADD_SPECIAL | RS_TOKENIZE_PARSE_SPECIAL,
-                            ids, &error))
-    return rs_cli_fail (error->message);
-  if (ids->len == 0)
-    return rs_cli_fail ("the prompt has no tokens");
-
-  RsSessionParams sp = { .n_ctx = o.n_ctx, .n_threads = o.n_threads };
-  g_autoptr (RsSession) session = rs_session_new (model, &sp, &error);
-  if (session == NULL)
-    return rs_cli_fail (error->message);
-  if ((int) ids->len + n_predict > rs_session_n_ctx (session))
+  if (!rs_run_prompt_text (run, prompt, &error))
+    {
+      g_autofree char *msg = g_strdup_printf ("%s: %s", o.model_path, error->message);
+      return rs_cli_fail (msg);
+    }
+  const RsTrace *tr = rs_run_trace (run);
+  const int64_t n_prompt = tr->n_tokens;
+  if (n_prompt + n_predict > rs_session_n_ctx (rs_run_session (run)))
     {
       g_autofree char *msg = g_strdup_printf (
-        "%s: the prompt (%u tokens) and %d generated tokens do not fit in the context of %d "
-        "tokens; it needs %u (use -c)", o.model_path, ids->len, n_predict,
-        rs_session_n_ctx (session), ids->len + n_predict);
+        "%s: the prompt (%" G_GINT64_FORMAT " tokens) and %d generated tokens do not fit in "
+        "the context of %d tokens; it needs %" G_GINT64_FORMAT " (use -c)", o.model_path,
+        n_prompt, n_predict, rs_session_n_ctx (rs_run_session (run)), n_prompt + n_predict);
       return rs_cli_fail (msg);
     }
 
-  const int n_vocab = rs_model_hparams (model)->n_vocab;
-  g_autofree float *logits = g_new (float, n_vocab);
-  RsSamplerParams samp = { .temperature = temp, .top_k = top_k, .top_p = top_p, .seed = seed };
-  g_autoptr (RsSampler) sampler = rs_sampler_new (&samp, n_vocab);
-  g_autoptr (RsDetokenizer) detok = rs_detokenizer_new (tok, RS_TOKEN_BYTES_NONE);
+  const int V = rs_model_hparams (m->model)->n_vocab;
+  g_autoptr (RsDetokenizer) detok = rs_detokenizer_new (m->tok, RS_TOKEN_BYTES_NONE);
   g_autoptr (GString) text = g_string_new (NULL);
-  g_autoptr (GArray) out = g_array_new (FALSE, FALSE, sizeof (int32_t));
-  g_autoptr (GArray) top = g_array_new (FALSE, FALSE, sizeof (float) * 2 * 5);
-
-  double t0 = now_s ();
-  if (!rs_session_eval (session, (const int32_t *) ids->data, ids->len, logits, FALSE, &error))
-    return rs_cli_fail (error->message);
-  double t1 = now_s (), t_decode = 0.0;
-
-  for (int i = 0; i < n_predict; i++)
+  g_autoptr (GArray) top = g_array_new (FALSE, FALSE, sizeof (float) * 10);
+  for (int i = 0; i < n_predict && !rs_run_at_eog (run); i++)
     {
-      int32_t top_ids[5];
-      float top_vals[5], pair[10];
-      rs_top_logits (logits, n_vocab, 5, top_ids, top_vals);
+      int32_t ids[5];
+      float vals[5], pairs[10];
+      rs_top_logits (rs_run_logits (run), V, 5, ids, vals);
       for (int j = 0; j < 5; j++)
         {
-          pair[2 * j] = top_ids[j];
-          pair[2 * j + 1] = top_vals[j];
+          pairs[2 * j] = ids[j];
+          pairs[2 * j + 1] = vals[j];
         }
-      g_array_append_val (top, pair);
-
-      int32_t next = rs_sampler_sample (sampler, logits, NULL, NULL);
-      g_array_append_val (out, next);
+      g_array_append_val (top, pairs);
+      int32_t next;
+      if (!rs_run_step (run, -1, &next, &error))
+        return rs_cli_fail (error->message);
       gsize before = text->len;
       rs_detokenizer_push (detok, next, text);
       if (!o.json)
@@ -163,43 +99,38 @@ rs_cli_generate (int argc, char **argv)
           fwrite (text->str + before, 1, text->len - before, stdout);
           fflush (stdout);
         }
-      if (rs_tokenizer_is_eog (tok, next) || i == n_predict - 1)
-        break;
-      double d0 = now_s ();
-      if (!rs_session_eval (session, &next, 1, logits, FALSE, &error))
-        return rs_cli_fail (error->message);
-      t_decode += now_s () - d0;
     }
   gsize before = text->len;
   rs_detokenizer_finish (detok, text);
   if (!o.json)
     printf ("%s\n", text->str + before);
 
-  double prefill_tps = ids->len / MAX (t1 - t0, 1e-9);
-  int n_decoded = MAX ((int) out->len - 1, 0);
-  double decode_tps = n_decoded > 0 ? n_decoded / MAX (t_decode, 1e-9) : 0.0;
-  fprintf (stderr, "prefill: %u tokens, %.2f tokens/s; decode: %d tokens, %.2f tokens/s (%d threads)\n",
-           ids->len, prefill_tps, n_decoded, decode_tps, rs_session_n_threads (session));
+  double prefill_tps, decode_tps;
+  rs_run_speed (run, &prefill_tps, &decode_tps);
+  fprintf (stderr, "prefill: %" G_GINT64_FORMAT " tokens, %.2f tokens/s; decode: %" G_GINT64_FORMAT
+           " tokens, %.2f tokens/s (%d threads)\n", n_prompt, prefill_tps, tr->n_tokens - n_prompt,
+           decode_tps, rs_session_n_threads (rs_run_session (run)));
 
   if (o.json)
     {
+      const int32_t *all = (const int32_t *) tr->token_ids->data;
       g_autoptr (JsonBuilder) b = json_builder_new ();
       json_builder_begin_object (b);
-      json_int_array (b, "prompt_ids", (const int32_t *) ids->data, ids->len);
-      json_int_array (b, "ids", (const int32_t *) out->data, out->len);
+      json_int_array (b, "prompt_ids", all, n_prompt);
+      json_int_array (b, "ids", all + n_prompt, tr->n_tokens - n_prompt);
       json_builder_set_member_name (b, "text");
       json_builder_add_string_value (b, text->str);
       json_builder_set_member_name (b, "top_logits");
       json_builder_begin_array (b);
       for (guint i = 0; i < top->len; i++)
         {
-          const float *pair = (const float *) top->data + i * 10;
+          const float *pairs = (const float *) top->data + i * 10;
           json_builder_begin_array (b);
           for (int j = 0; j < 5; j++)
             {
               json_builder_begin_array (b);
-              json_builder_add_int_value (b, (int64_t) pair[2 * j]);
-              json_builder_add_double_value (b, pair[2 * j + 1]);
+              json_builder_add_int_value (b, (int64_t) pairs[2 * j]);
+              json_builder_add_double_value (b, pairs[2 * j + 1]);
               json_builder_end_array (b);
             }
           json_builder_end_array (b);
@@ -210,7 +141,7 @@ rs_cli_generate (int argc, char **argv)
       json_builder_set_member_name (b, "decode_tok_s");
       json_builder_add_double_value (b, decode_tps);
       json_builder_end_object (b);
-      json_print (b);
+      rs_cli_print_json (b);
     }
   return 0;
 }
@@ -229,21 +160,24 @@ median (double *v, int n)
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+/* Like llama-bench: pp = a prompt of random tokens from an empty cache,
+ * tg = that many single-token steps from an empty cache. The run records
+ * its routing trace exactly as `trace` does, unless --probes off. */
 int
 rs_cli_bench (int argc, char **argv)
 {
-  CommonOptions o = { 0 };
+  RsCliCommon o = { 0 };
   int n_prompt = 128, n_gen = 64, reps = 5;
   char *probes = NULL;
   GOptionEntry entries[] = {
     { "n-prompt", 'p', 0, G_OPTION_ARG_INT, &n_prompt, "Prompt tokens for the prefill test (default 128)", "N" },
     { "n-gen", 'n', 0, G_OPTION_ARG_INT, &n_gen, "Tokens for the decode test (default 64)", "N" },
     { "repetitions", 'r', 0, G_OPTION_ARG_INT, &reps, "Repetitions; the median is reported (default 5)", "N" },
-    { "probes", 0, 0, G_OPTION_ARG_STRING, &probes, "Router probes on or off (default on)", "on|off" },
+    { "probes", 0, 0, G_OPTION_ARG_STRING, &probes, "Router probes recording a trace: on (default) or off", "on|off" },
     { NULL }
   };
   g_autoptr (GOptionContext) ctx = g_option_context_new ("- measure prefill and decode tokens/s");
-  add_common (ctx, &o, entries);
+  rs_cli_add_common_options (ctx, &o, entries);
   g_autoptr (GError) error = NULL;
   if (!g_option_context_parse (ctx, &argc, &argv, &error))
     return rs_cli_fail (error->message);
@@ -251,52 +185,51 @@ rs_cli_bench (int argc, char **argv)
     return rs_cli_fail ("-p, -n and -r must be at least 1");
   if (probes != NULL && g_strcmp0 (probes, "on") != 0 && g_strcmp0 (probes, "off") != 0)
     return rs_cli_fail ("--probes takes on or off");
+  o.run.no_probes = g_strcmp0 (probes, "off") == 0;
+  o.run.session.n_ctx = MAX (o.run.session.n_ctx, MAX (n_prompt, n_gen + 1));
 
-  g_autoptr (RsModel) model = open_model (&o, &error);
-  if (model == NULL)
+  g_autoptr (RsCliModel) m = rs_cli_model_open (&o, &error);
+  if (m == NULL)
     return rs_cli_fail (error->message);
-  const RsHparams *hp = rs_model_hparams (model);
-  RsSessionParams sp = { .n_ctx = MAX (o.n_ctx, n_prompt + n_gen), .n_threads = o.n_threads };
-  g_autoptr (RsSession) session = rs_session_new (model, &sp, &error);
-  if (session == NULL)
-    return rs_cli_fail (error->message);
+  const RsHparams *hp = rs_model_hparams (m->model);
 
-  /* Random tokens, as llama-bench uses. */
   g_autofree int32_t *tokens = g_new (int32_t, n_prompt);
   GRand *rand = g_rand_new_with_seed (42);
   for (int i = 0; i < n_prompt; i++)
     tokens[i] = g_rand_int_range (rand, 0, hp->n_vocab);
   g_rand_free (rand);
-  g_autofree float *logits = g_new (float, hp->n_vocab);
   g_autofree double *pp = g_new (double, reps);
   g_autofree double *tg = g_new (double, reps);
+  int threads = 0;
 
-  /* One warm-up run of each, then the measured ones. */
+  /* One warm-up round, then the measured ones. */
   for (int r = -1; r < reps; r++)
     {
-      rs_session_truncate (session, 0);
-      double t0 = now_s ();
-      if (!rs_session_eval (session, tokens, n_prompt, logits, FALSE, &error))
+      g_autoptr (RsRun) run = rs_run_new (m->model, m->tok, &o.run, &error);
+      if (run == NULL)
         return rs_cli_fail (error->message);
-      double t1 = now_s ();
-      rs_session_truncate (session, 0);
-      int32_t tok = tokens[0];
-      double t2 = now_s ();
-      for (int i = 0; i < n_gen; i++)
-        {
-          if (!rs_session_eval (session, &tok, 1, logits, FALSE, &error))
-            return rs_cli_fail (error->message);
-          tok = (tok + 7919) % hp->n_vocab;
-        }
-      double t3 = now_s ();
+      threads = rs_session_n_threads (rs_run_session (run));
+      gint64 t0 = g_get_monotonic_time ();
+      if (!rs_run_prompt_ids (run, tokens, n_prompt, &error))
+        return rs_cli_fail (error->message);
+      gint64 t1 = g_get_monotonic_time ();
+
+      g_autoptr (RsRun) gen = rs_run_new (m->model, m->tok, &o.run, &error);
+      if (gen == NULL || !rs_run_prompt_ids (gen, tokens, 1, &error))
+        return rs_cli_fail (error->message);
+      gint64 t2 = g_get_monotonic_time ();
+      for (int i = 1; i < n_gen + 1; i++)
+        if (!rs_run_step (gen, tokens[i % n_prompt], NULL, &error))
+          return rs_cli_fail (error->message);
+      gint64 t3 = g_get_monotonic_time ();
       if (r >= 0)
         {
-          pp[r] = n_prompt / (t1 - t0);
-          tg[r] = n_gen / (t3 - t2);
+          pp[r] = n_prompt / ((t1 - t0) / 1e6);
+          tg[r] = n_gen / ((t3 - t2) / 1e6);
         }
     }
   double pp_med = median (pp, reps), tg_med = median (tg, reps);
-  double gb = rs_model_active_bytes (model) / 1e9;
+  double gb = rs_model_active_bytes (m->model) / 1e9;
   if (o.json)
     {
       g_autoptr (JsonBuilder) b = json_builder_new ();
@@ -306,7 +239,9 @@ rs_cli_bench (int argc, char **argv)
       json_builder_set_member_name (b, "decode_tok_s");
       json_builder_add_double_value (b, tg_med);
       json_builder_set_member_name (b, "threads");
-      json_builder_add_int_value (b, rs_session_n_threads (session));
+      json_builder_add_int_value (b, threads);
+      json_builder_set_member_name (b, "probes");
+      json_builder_add_boolean_value (b, !o.run.no_probes);
       json_builder_set_member_name (b, "n_prompt");
       json_builder_add_int_value (b, n_prompt);
       json_builder_set_member_name (b, "n_gen");
@@ -314,11 +249,11 @@ rs_cli_bench (int argc, char **argv)
       json_builder_set_member_name (b, "active_gb_per_token");
       json_builder_add_double_value (b, gb);
       json_builder_end_object (b);
-      json_print (b);
+      rs_cli_print_json (b);
     }
   else
     printf ("pp%d: %.2f tokens/s   tg%d: %.2f tokens/s (%.1f GB/s of active weights)   "
-            "threads %d, median of %d\n", n_prompt, pp_med, n_gen, tg_med, tg_med * gb,
-            rs_session_n_threads (session), reps);
+            "threads %d, probes %s, median of %d\n", n_prompt, pp_med, n_gen, tg_med, tg_med * gb,
+            threads, o.run.no_probes ? "off" : "on", reps);
   return 0;
 }

@@ -73,21 +73,14 @@ rs_sampler_sample (RsSampler *s, const float *logits, float *prob, float *entrop
   const int n = s->n_vocab;
   int32_t best = argmax (logits, n);
 
-  if (prob != NULL || entropy != NULL)
+  if (entropy != NULL)
+    *entropy = rs_logits_entropy (logits, n);
+  if (prob != NULL)
     {
-      double sum = 0.0, h = 0.0;
+      double sum = 0.0;
       for (int i = 0; i < n; i++)
         sum += exp ((double) logits[i] - logits[best]);
-      double log_sum = log (sum);
-      for (int i = 0; i < n; i++)
-        {
-          double lp = (double) logits[i] - logits[best] - log_sum;
-          h -= exp (lp) * lp;
-        }
-      if (entropy != NULL)
-        *entropy = (float) h;
-      if (prob != NULL)
-        *prob = (float) (1.0 / sum); /* for greedy; replaced below when sampling */
+      *prob = (float) (1.0 / sum); /* for greedy; replaced below when sampling */
     }
 
   if (s->params.temperature <= 0.0f)
@@ -148,6 +141,22 @@ rs_sampler_sample (RsSampler *s, const float *logits, float *prob, float *entrop
     }
   (void) sum;
   return chosen;
+}
+
+float
+rs_logits_entropy (const float *logits, int n)
+{
+  int32_t best = argmax (logits, n);
+  double sum = 0.0, h = 0.0;
+  for (int i = 0; i < n; i++)
+    sum += exp ((double) logits[i] - logits[best]);
+  double log_sum = log (sum);
+  for (int i = 0; i < n; i++)
+    {
+      double lp = (double) logits[i] - logits[best] - log_sum;
+      h -= exp (lp) * lp;
+    }
+  return (float) h;
 }
 
 void

@@ -25,5 +25,8 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (RsSampler, rs_sampler_free)
  * truncation) and @entropy (nats) that distribution's entropy. */
 int32_t rs_sampler_sample (RsSampler *sampler, const float *logits, float *prob, float *entropy);
 
+/* Entropy (nats) of softmax(@logits). */
+float rs_logits_entropy (const float *logits, int n_vocab);
+
 /* The @n best (id, logit) pairs of @logits, best first. */
 void rs_top_logits (const float *logits, int n_vocab, int n, int32_t *ids, float *values);
