@@ -21,33 +21,22 @@ int
 rs_cli_generate (int argc, char **argv)
 {
   RsCliCommon o = { 0 };
-  char *prompt = NULL;
-  int n_predict = 32;
   double temp = 0.0, top_p = 1.0;
   gint64 seed = 0;
   GOptionEntry entries[] = {
-    { "prompt", 'p', 0, G_OPTION_ARG_STRING, &prompt, "Prompt text", "TEXT" },
-    { "n-predict", 'n', 0, G_OPTION_ARG_INT, &n_predict, "Tokens to generate (default 32)", "N" },
     { "temp", 0, 0, G_OPTION_ARG_DOUBLE, &temp, "Temperature (0: greedy, the default)", "T" },
     { "seed", 0, 0, G_OPTION_ARG_INT64, &seed, "Random seed (default 0)", "S" },
     { "top-k", 0, 0, G_OPTION_ARG_INT, &o.run.sampler.top_k, "Sample from the K most likely tokens", "K" },
     { "top-p", 0, 0, G_OPTION_ARG_DOUBLE, &top_p, "Sample from the smallest set with probability P", "P" },
     { NULL }
   };
-  g_autoptr (GOptionContext) ctx = g_option_context_new ("- generate text from a prompt");
-  rs_cli_add_common_options (ctx, &o, entries);
-  RsCliInterventionFlags *flags;
-  rs_cli_add_intervention_options (ctx, &flags);
-  g_autoptr (GError) error = NULL;
-  if (!g_option_context_parse (ctx, &argc, &argv, &error))
-    return rs_cli_fail (error->message);
-  if (prompt == NULL)
-    return rs_cli_fail ("no prompt given (-p TEXT)");
-  if (n_predict < 0)
-    return rs_cli_fail ("-n must not be negative");
-  g_autoptr (GArray) ivs = rs_cli_parse_interventions (flags, &error);
+  g_autoptr (GArray) ivs = rs_cli_parse_prompt_command ("- generate text from a prompt", &o,
+                                                        entries, argc, argv);
   if (ivs == NULL)
-    return rs_cli_fail (error->message);
+    return 1;
+  g_autoptr (GError) error = NULL;
+  const char *prompt = o.prompt;
+  const int n_predict = o.n_predict;
   o.run.sampler.temperature = temp;
   o.run.sampler.top_p = top_p;
   o.run.sampler.seed = seed;

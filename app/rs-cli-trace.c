@@ -74,47 +74,66 @@ rs_cli_parse_interventions (RsCliInterventionFlags *flags, GError **error)
   return g_steal_pointer (&ivs);
 }
 
+GArray *
+rs_cli_parse_prompt_command (const char *summary, RsCliCommon *o, const GOptionEntry *extra,
+                             int argc, char **argv)
+{
+  o->n_predict = 32;
+  GOptionEntry entries[] = {
+    { "prompt", 'p', 0, G_OPTION_ARG_STRING, &o->prompt, "Prompt text", "TEXT" },
+    { "n-predict", 'n', 0, G_OPTION_ARG_INT, &o->n_predict, "Tokens to generate (default 32)", "N" },
+    { NULL }
+  };
+  g_autoptr (GOptionContext) ctx = g_option_context_new (summary);
+  rs_cli_add_common_options (ctx, o, entries);
+  if (extra != NULL)
+    g_option_context_add_main_entries (ctx, extra, NULL);
+  RsCliInterventionFlags *flags;
+  rs_cli_add_intervention_options (ctx, &flags);
+  g_autoptr (GError) error = NULL;
+  GArray *ivs = NULL;
+  if (!g_option_context_parse (ctx, &argc, &argv, &error))
+    rs_cli_fail (error->message);
+  else if (o->prompt == NULL)
+    rs_cli_fail ("no prompt given (-p TEXT)");
+  else if (o->n_predict < 0)
+    rs_cli_fail ("-n must not be negative");
+  else if ((ivs = rs_cli_parse_interventions (flags, &error)) == NULL)
+    rs_cli_fail (error->message);
+  return ivs;
+}
+
 /* ---- trace -------------------------------------------------------------- */
 
 int
 rs_cli_trace (int argc, char **argv)
 {
   RsCliCommon o = { 0 };
-  char *prompt = NULL, *out_path = NULL;
-  int n_predict = 32;
+  char *out_path = NULL;
   GOptionEntry entries[] = {
-    { "prompt", 'p', 0, G_OPTION_ARG_STRING, &prompt, "Prompt text", "TEXT" },
-    { "n-predict", 'n', 0, G_OPTION_ARG_INT, &n_predict, "Tokens to generate (default 32)", "N" },
     { "output", 'o', 0, G_OPTION_ARG_FILENAME, &out_path, "Trace file: .npz, .jsonl or .csv", "OUT" },
     { NULL }
   };
-  g_autoptr (GOptionContext) ctx = g_option_context_new ("- run a prompt and save its routing trace");
-  rs_cli_add_common_options (ctx, &o, entries);
-  RsCliInterventionFlags *flags;
-  rs_cli_add_intervention_options (ctx, &flags);
-  g_autoptr (GError) error = NULL;
-  if (!g_option_context_parse (ctx, &argc, &argv, &error))
-    return rs_cli_fail (error->message);
-  if (prompt == NULL || out_path == NULL)
-    return rs_cli_fail ("trace needs -p TEXT and -o OUT.(npz|jsonl|csv)");
-  RsTraceFormat format;
-  if (!rs_trace_format_from_path (out_path, &format))
-    return rs_cli_fail ("the output file must end in .npz, .jsonl or .csv");
-  g_autoptr (GArray) ivs = rs_cli_parse_interventions (flags, &error);
+  g_autoptr (GArray) ivs = rs_cli_parse_prompt_command ("- run a prompt and save its routing trace",
+                                                        &o, entries, argc, argv);
   if (ivs == NULL)
-    return rs_cli_fail (error->message);
+    return 1;
+  RsTraceFormat format;
+  if (out_path == NULL || !rs_trace_format_from_path (out_path, &format))
+    return rs_cli_fail ("trace needs -o OUT.npz, OUT.jsonl or OUT.csv");
+  g_autoptr (GError) error = NULL;
 
   g_autoptr (RsCliModel) m = rs_cli_model_open (&o, &error);
   if (m == NULL)
     return rs_cli_fail (error->message);
   g_autoptr (RsRun) run = rs_run_new (m->model, m->tok, &o.run, &error);
   if (run == NULL || !rs_run_set_interventions (run, (RsIntervention *) ivs->data, ivs->len, &error) ||
-      !rs_run_prompt_text (run, prompt, &error))
+      !rs_run_prompt_text (run, o.prompt, &error))
     return rs_cli_fail (error->message);
-  for (int i = 0; i < n_predict && !rs_run_at_eog (run); i++)
+  for (int i = 0; i < o.n_predict && !rs_run_at_eog (run); i++)
     if (!rs_run_step (run, -1, NULL, &error))
       return rs_cli_fail (error->message);
-  rs_run_update_metadata (run, prompt);
+  rs_run_update_metadata (run, o.prompt);
   if (!rs_trace_save (rs_run_trace (run), out_path, format, &error))
     return rs_cli_fail (error->message);
   const RsTrace *tr = rs_run_trace (run);
@@ -139,27 +158,16 @@ int
 rs_cli_compare (int argc, char **argv)
 {
   RsCliCommon o = { 0 };
-  char *prompt = NULL;
-  int n_predict = 32;
   gboolean teacher = FALSE;
   GOptionEntry entries[] = {
-    { "prompt", 'p', 0, G_OPTION_ARG_STRING, &prompt, "Prompt text", "TEXT" },
-    { "n-predict", 'n', 0, G_OPTION_ARG_INT, &n_predict, "Tokens to generate (default 32)", "N" },
     { "teacher-forced", 0, 0, G_OPTION_ARG_NONE, &teacher, "Feed the steered run the baseline's tokens", NULL },
     { NULL }
   };
-  g_autoptr (GOptionContext) ctx = g_option_context_new ("- run a prompt untouched and steered, side by side");
-  rs_cli_add_common_options (ctx, &o, entries);
-  RsCliInterventionFlags *flags;
-  rs_cli_add_intervention_options (ctx, &flags);
-  g_autoptr (GError) error = NULL;
-  if (!g_option_context_parse (ctx, &argc, &argv, &error))
-    return rs_cli_fail (error->message);
-  if (prompt == NULL)
-    return rs_cli_fail ("compare needs -p TEXT");
-  g_autoptr (GArray) ivs = rs_cli_parse_interventions (flags, &error);
+  g_autoptr (GArray) ivs = rs_cli_parse_prompt_command (
+    "- run a prompt untouched and steered, side by side", &o, entries, argc, argv);
   if (ivs == NULL)
-    return rs_cli_fail (error->message);
+    return 1;
+  g_autoptr (GError) error = NULL;
 
   g_autoptr (RsCliModel) m = rs_cli_model_open (&o, &error);
   if (m == NULL)
@@ -168,7 +176,7 @@ rs_cli_compare (int argc, char **argv)
   g_autoptr (RsRun) base = rs_run_new (m->model, m->tok, &o.run, &error);
   g_autoptr (RsRun) steer = base ? rs_run_new (m->model, m->tok, &o.run, &error) : NULL;
   if (steer == NULL || !rs_run_set_interventions (steer, (RsIntervention *) ivs->data, ivs->len, &error) ||
-      !rs_run_prompt_text (base, prompt, &error) || !rs_run_prompt_text (steer, prompt, &error))
+      !rs_run_prompt_text (base, o.prompt, &error) || !rs_run_prompt_text (steer, o.prompt, &error))
     return rs_cli_fail (error->message);
 
   const int V = rs_model_hparams (m->model)->n_vocab;
@@ -178,7 +186,7 @@ rs_cli_compare (int argc, char **argv)
   g_autoptr (GArray) agree = g_array_new (FALSE, FALSE, sizeof (gboolean));
   int64_t n_prompt = ta->n_tokens;
 
-  for (int i = 0; i <= n_predict; i++)
+  for (int i = 0; i <= o.n_predict; i++)
     {
       /* Distributions for the next token, then one step each. */
       double d = rs_kl_logits (rs_run_logits (base), rs_run_logits (steer), V);
@@ -188,7 +196,7 @@ rs_cli_compare (int argc, char **argv)
       gboolean same = ta1 == tb1;
       g_array_append_val (kl, d);
       g_array_append_val (agree, same);
-      if (i == n_predict || rs_run_at_eog (base) || (!teacher && rs_run_at_eog (steer)))
+      if (i == o.n_predict || rs_run_at_eog (base) || (!teacher && rs_run_at_eog (steer)))
         break;
       int32_t next;
       if (!rs_run_step (base, -1, &next, &error) ||

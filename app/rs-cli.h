@@ -28,7 +28,9 @@ typedef struct {
   char       *model_path;
   gboolean    mlock;
   gboolean    json;
-  RsRunParams run;   /* -c, -t and the sampler flags land here */
+  RsRunParams run;        /* -c, -t and the sampler flags land here */
+  char       *prompt;     /* -p, for commands that run a prompt */
+  int         n_predict;  /* -n */
 } RsCliCommon;
 
 /* Adds -m, -c, -t, --mlock, --json and @extra to @ctx, writing into @o. */
@@ -49,6 +51,12 @@ typedef struct _RsCliInterventionFlags RsCliInterventionFlags;
 void    rs_cli_add_intervention_options (GOptionContext *ctx, RsCliInterventionFlags **flags);
 /* An array of RsIntervention, or NULL with @error for a malformed flag. */
 GArray *rs_cli_parse_interventions (RsCliInterventionFlags *flags, GError **error);
+
+/* Parses a command that runs a prompt: the common options, -p TEXT (required),
+ * -n N (default 32), the intervention flags and @extra. Returns the
+ * interventions (RsIntervention), or NULL after printing the problem. */
+GArray *rs_cli_parse_prompt_command (const char *summary, RsCliCommon *o,
+                                     const GOptionEntry *extra, int argc, char **argv);
 
 /* Prints the builder's root as one line of JSON. */
 void rs_cli_print_json (JsonBuilder *b);
