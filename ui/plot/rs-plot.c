@@ -640,13 +640,10 @@ rs_plot_draw (RsPlot *plot, cairo_t *cr, double width, double height)
     }
   }
   /* Heatmap cells on whole pixels when they are big enough: crisper. */
-  if (has_heat && pw / plot->cols >= 3) {
-    double cw = floor (pw / plot->cols);
-    pw = cw * plot->cols;
-  }
-  if (has_heat && ph / plot->rows >= 3) {
-    double ch = floor (ph / plot->rows);
-    double nh = ch * plot->rows;
+  if (has_heat && pw / plot->cols >= 3 && floor (pw / plot->cols) * plot->cols >= pw * 0.95)
+    pw = floor (pw / plot->cols) * plot->cols;
+  if (has_heat && ph / plot->rows >= 3 && floor (ph / plot->rows) * plot->rows >= ph * 0.95) {
+    double nh = floor (ph / plot->rows) * plot->rows;
     top += floor ((ph - nh) / 2);
     ph = nh;
   }
@@ -721,7 +718,7 @@ rs_plot_draw (RsPlot *plot, cairo_t *cr, double width, double height)
       for (double v = 0; v < R.y1; v += ystep) {
         double y = top + (v + 0.5) * ch;
         g_snprintf (buf, sizeof buf, "%d", (int) v);
-        draw_text (cr, buf, left - 4, y, 1, 0.5, font);
+        draw_text (cr, buf, left - 6, y, 1, 0.5, font);
         cairo_move_to (cr, left - 3, round (y) + 0.5);
         cairo_line_to (cr, left - 0.5, round (y) + 0.5);
       }
@@ -741,7 +738,7 @@ rs_plot_draw (RsPlot *plot, cairo_t *cr, double width, double height)
       for (double v = ceil (R.y0 / ystep) * ystep; v <= R.y1 + ystep * 1e-9; v += ystep) {
         double y = top + ph - (v - R.y0) / (R.y1 - R.y0) * ph;
         format_value (buf, sizeof buf, v, ystep);
-        draw_text (cr, buf, left - 4, y, 1, 0.5, font);
+        draw_text (cr, buf, left - 6, y, 1, 0.5, font);
       }
       xstep = nice_step (R.x1 - R.x0, (int) MAX (1, pw / x_steps_px));
       for (double v = ceil (R.x0 / xstep) * xstep; v <= R.x1 + xstep * 1e-9; v += xstep) {
@@ -809,7 +806,7 @@ rs_plot_draw (RsPlot *plot, cairo_t *cr, double width, double height)
     if (plot->colorbar_label && *plot->colorbar_label) {
       g_autofree char *t = fit_text (cr, plot->colorbar_label, MAX (chh, 10));
       cairo_save (cr);
-      cairo_translate (cr, width - pad - font, cy + chh / 2);
+      cairo_translate (cr, cx + cb_w + 3 + pad + cb_labels_w, cy + chh / 2);
       cairo_rotate (cr, G_PI / 2);
       draw_text (cr, t, 0, 0, 0.5, 0, font);
       cairo_restore (cr);
