@@ -12,6 +12,8 @@
 
 G_BEGIN_DECLS
 
+#define SPM_SPACE "\xe2\x96\x81" /* U+2581, SentencePiece's visible space */
+
 /* Token attributes as llama.cpp keeps them: the stored type as a bit, plus
  * the bits its load-time fix-ups add (an end-of-turn text marked control,
  * gpt-oss's channel tokens made user-defined). */
@@ -63,6 +65,7 @@ struct _RsTokenizer {
   int32_t bos, eos, eot, eom, pad, unk;
   bool    add_bos, add_eos;
   bool    add_space_prefix;   /* SPM */
+  bool    spm_pieces_start_at_space; /* SPM: no piece has U+2581 after another character */
   bool    ignore_merges;      /* BPE: a pre-token that is itself a token is kept whole */
 
   /* SPM: id of <0xNN> (or of the one-byte text), -1 when absent.

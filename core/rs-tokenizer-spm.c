@@ -8,6 +8,8 @@
  *
  * SPDX-License-Identifier: GPL-3.0-or-later
  */
+#include <string.h>
+
 #include "rs-tokenizer-private.h"
 
 typedef struct {
@@ -81,24 +83,28 @@ try_pair (const RsTokenizer *tok, const char *text, const Symbol *symbols,
   heap_push (heap, c);
 }
 
-void
-rs_tokenizer_spm_encode (const RsTokenizer *tok, const char *text, size_t len, GArray *ids)
-{
-  if (len == 0)
-    return;
+typedef struct {
+  GArray  *symbols;
+  GArray  *heap;
+  gboolean previous_was_unknown;
+} Scratch;
 
-  g_autoptr (GArray) symbol_array = g_array_sized_new (FALSE, FALSE, sizeof (Symbol), len);
+static void
+encode_segment (const RsTokenizer *tok, const char *text, size_t len, Scratch *scratch, GArray *ids)
+{
+  g_array_set_size (scratch->symbols, 0);
   for (size_t offset = 0; offset < len;) {
     size_t n = MIN (rs_utf8_seq_len ((uint8_t) text[offset]), len - offset);
-    Symbol s = { (uint32_t) offset, (uint32_t) n, (int32_t) symbol_array->len - 1, -1 };
+    Symbol s = { (uint32_t) offset, (uint32_t) n, (int32_t) scratch->symbols->len - 1, -1 };
     offset += n;
-    s.next = offset == len ? -1 : (int32_t) symbol_array->len + 1;
-    g_array_append_val (symbol_array, s);
+    s.next = offset == len ? -1 : (int32_t) scratch->symbols->len + 1;
+    g_array_append_val (scratch->symbols, s);
   }
-  Symbol *symbols = (Symbol *) symbol_array->data;
+  Symbol *symbols = (Symbol *) scratch->symbols->data;
 
-  g_autoptr (GArray) heap = g_array_new (FALSE, FALSE, sizeof (Candidate));
-  for (guint i = 1; i < symbol_array->len; i++)
+  GArray *heap = scratch->heap;
+  g_array_set_size (heap, 0);
+  for (guint i = 1; i < scratch->symbols->len; i++)
     try_pair (tok, text, symbols, (int32_t) i - 1, (int32_t) i, heap);
 
   while (heap->len > 0) {
@@ -117,13 +123,12 @@ rs_tokenizer_spm_encode (const RsTokenizer *tok, const char *text, size_t len, G
 
   /* SentencePiece gives one unknown token for a run of characters it
    * cannot spell; only reached when the vocabulary has no byte tokens. */
-  gboolean previous_was_unknown = FALSE;
   for (int32_t i = 0; i != -1; i = symbols[i].next) {
     const Symbol *s = &symbols[i];
     int32_t id = rs_token_index_find (tok, text + s->start, s->len);
     if (id >= 0) {
       g_array_append_val (ids, id);
-      previous_was_unknown = FALSE;
+      scratch->previous_was_unknown = FALSE;
       continue;
     }
     /* Joined symbols are always vocabulary entries, so this is a single
@@ -135,10 +140,42 @@ rs_tokenizer_spm_encode (const RsTokenizer *tok, const char *text, size_t len, G
     if (spellable) {
       for (uint32_t b = 0; b < s->len; b++)
         g_array_append_val (ids, tok->byte_token[(uint8_t) text[s->start + b]]);
-      previous_was_unknown = FALSE;
-    } else if (tok->unk >= 0 && !previous_was_unknown) {
+      scratch->previous_was_unknown = FALSE;
+    } else if (tok->unk >= 0 && !scratch->previous_was_unknown) {
       g_array_append_val (ids, tok->unk);
-      previous_was_unknown = TRUE;
+      scratch->previous_was_unknown = TRUE;
     }
   }
+}
+
+void
+rs_tokenizer_spm_encode (const RsTokenizer *tok, const char *text, size_t len, GArray *ids)
+{
+  if (len == 0)
+    return;
+  Scratch scratch = {
+    g_array_new (FALSE, FALSE, sizeof (Symbol)),
+    g_array_new (FALSE, FALSE, sizeof (Candidate)),
+    FALSE,
+  };
+
+  if (!tok->spm_pieces_start_at_space) {
+    encode_segment (tok, text, len, &scratch, ids);
+  } else {
+    /* When no piece has a U+2581 after another character, no pair can
+     * ever join across the start of a run of U+2581 that follows other
+     * text: each word is merged alone, with the same result as merging
+     * the whole text, and in small, cache-friendly pieces. */
+    size_t start = 0;
+    for (size_t i = 0; i + 3 <= len; i++) {
+      if (i > start && memcmp (text + i, SPM_SPACE, 3) == 0
+          && !(i >= 3 && memcmp (text + i - 3, SPM_SPACE, 3) == 0)) {
+        encode_segment (tok, text + start, i - start, &scratch, ids);
+        start = i;
+      }
+    }
+    encode_segment (tok, text + start, len - start, &scratch, ids);
+  }
+  g_array_unref (scratch.symbols);
+  g_array_unref (scratch.heap);
 }

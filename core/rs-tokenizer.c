@@ -16,8 +16,6 @@
 #include "rs-error.h"
 #include "rs-tokenizer-private.h"
 
-#define SPM_SPACE "\xe2\x96\x81" /* U+2581, SentencePiece's visible space */
-
 /* ---- UTF-8 ---- */
 
 size_t
@@ -529,6 +527,16 @@ rs_tokenizer_new_from_gguf (const RsGguf *gguf, GError **error)
       tok->byte_token[b] = rs_token_index_find (tok, hex, 6);
       if (tok->byte_token[b] < 0)
         tok->byte_token[b] = rs_token_index_find (tok, one, 1);
+    }
+    tok->spm_pieces_start_at_space = true;
+    for (int32_t id = 0; id < tok->n_vocab && tok->spm_pieces_start_at_space; id++) {
+      const char *text = rs_token_str (tok, id);
+      uint32_t len = rs_token_len (tok, id);
+      for (uint32_t i = 1; i + 3 <= len; i++)
+        if (memcmp (text + i, SPM_SPACE, 3) == 0 && !(i >= 3 && memcmp (text + i - 3, SPM_SPACE, 3) == 0)) {
+          tok->spm_pieces_start_at_space = false;
+          break;
+        }
     }
   } else {
     const char *pre = "default";
