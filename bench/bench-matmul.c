@@ -330,36 +330,44 @@ bench_prefill (const RsType *types, int n_types, RsThreadPool **pools)
 static void
 bench_sweep (const RsType *types, int n_types, RsThreadPool *pool)
 {
-  const int64_t counts[] = { 1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 24, 32, 48, 64 };
-  const int64_t max_nt = 64;
-  printf ("\n== path sweep, 2 threads, 4096x4096 (weights from DRAM): us per call, qdot / gemm ==\n");
-  printf ("%-7s", "tokens");
-  for (size_t k = 0; k < G_N_ELEMENTS (counts); k++)
-    printf (" %13" G_GINT64_FORMAT, counts[k]);
-  printf ("\n");
-  g_setenv ("ROUTESCOPE_QDOT_MAX_TOKENS", "64", TRUE);
+  const int64_t counts[] = { 1, 2, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128, 256 };
+  const int64_t shapes[][2] = { { 4096, 4096 }, { 1024, 2048 } };
+  const int64_t max_nt = 256;
+  g_setenv ("ROUTESCOPE_QDOT_MAX_TOKENS", "100000", TRUE);
   RsMatmulScratch *sq = rs_matmul_scratch_new (2, 4096, max_nt);
   g_setenv ("ROUTESCOPE_QDOT_MAX_TOKENS", "0", TRUE);
   RsMatmulScratch *sg = rs_matmul_scratch_new (2, 4096, max_nt);
   g_unsetenv ("ROUTESCOPE_QDOT_MAX_TOKENS");
-  for (int ti = 0; ti < n_types; ti++) {
-    Ring ring;
-    ring_init (&ring, types[ti], 4096, 4096, RING_BYTES / 4);
-    float *x = random_floats (max_nt * 4096, 5);
-    float *y = g_new (float, max_nt * 4096);
-    printf ("%-7s", rs_type_name (types[ti]));
-    for (size_t k = 0; k < G_N_ELEMENTS (counts); k++) {
-      MatmulCtx cq = { pool, sq, &ring, x, y, counts[k] };
-      MatmulCtx cg = { pool, sg, &ring, x, y, counts[k] };
-      const double tq = time_best (matmul_fn, &cq), tg = time_best (matmul_fn, &cg);
-      printf (" %6.0f/%-5.0f%c", tq * 1e6, tg * 1e6, tq <= tg ? 'q' : 'g');
-      fflush (stdout);
-    }
+  float *x = random_floats (max_nt * 4096, 5);
+  float *y = g_new (float, max_nt * 4096);
+
+  for (size_t si = 0; si < G_N_ELEMENTS (shapes); si++) {
+    printf ("\n== path sweep, %d threads, %" G_GINT64_FORMAT "x%" G_GINT64_FORMAT
+            " (weights from DRAM): GFLOP/s qdot / gemm ==\n",
+            rs_thread_pool_n_threads (pool), shapes[si][0], shapes[si][1]);
+    printf ("%-7s", "tokens");
+    for (size_t k = 0; k < G_N_ELEMENTS (counts); k++)
+      printf (" %11" G_GINT64_FORMAT, counts[k]);
     printf ("\n");
-    g_free (x);
-    g_free (y);
-    g_aligned_free (ring.data);
+    for (int ti = 0; ti < n_types; ti++) {
+      Ring ring;
+      ring_init (&ring, types[ti], shapes[si][0], shapes[si][1], RING_BYTES / 4);
+      const double flop = 2.0 * ring.n_rows * ring.n_cols;
+      printf ("%-7s", rs_type_name (types[ti]));
+      for (size_t k = 0; k < G_N_ELEMENTS (counts); k++) {
+        MatmulCtx cq = { pool, sq, &ring, x, y, counts[k] };
+        MatmulCtx cg = { pool, sg, &ring, x, y, counts[k] };
+        const double tq = time_best (matmul_fn, &cq), tg = time_best (matmul_fn, &cg);
+        printf (" %5.0f/%-4.0f%c", flop * counts[k] / tq * 1e-9, flop * counts[k] / tg * 1e-9,
+                tq <= tg ? 'q' : 'g');
+        fflush (stdout);
+      }
+      printf ("\n");
+      g_aligned_free (ring.data);
+    }
   }
+  g_free (x);
+  g_free (y);
   rs_matmul_scratch_free (sq);
   rs_matmul_scratch_free (sg);
 }
@@ -368,7 +376,11 @@ int
 main (int argc, char **argv)
 {
   gboolean all_types = FALSE, sweep = FALSE, quick = FALSE;
+  int sweep_threads = 2, batch_ms = 0;
   GOptionEntry entries[] = {
+    { "sweep-threads", 0, 0, G_OPTION_ARG_INT, &sweep_threads, "Threads for --sweep (1 or 2)", "N" },
+    { "batches", 0, 0, G_OPTION_ARG_INT, &n_batches, "Batches per figure (the best counts)", "N" },
+    { "batch-ms", 0, 0, G_OPTION_ARG_INT, &batch_ms, "Length of a batch", "MS" },
     { "all-types", 0, 0, G_OPTION_ARG_NONE, &all_types, "Every supported weight type", NULL },
     { "sweep", 0, 0, G_OPTION_ARG_NONE, &sweep, "Only the qdot/gemm path sweep", NULL },
     { "quick", 0, 0, G_OPTION_ARG_NONE, &quick, "Shorter batches", NULL },
@@ -384,6 +396,9 @@ main (int argc, char **argv)
     batch_seconds = 0.03;
     n_batches = 3;
   }
+  if (batch_ms > 0)
+    batch_seconds = batch_ms * 1e-3;
+  n_batches = MAX (1, n_batches);
 
   RsType types[RS_TYPE_COUNT];
   int n_types = 0;
@@ -404,7 +419,7 @@ main (int argc, char **argv)
   printf ("\n");
 
   if (sweep) {
-    bench_sweep (types, n_types, pools[1]);
+    bench_sweep (types, n_types, pools[CLAMP (sweep_threads, 1, 2) - 1]);
   } else {
     bench_pool ();
     bench_decode (types, n_types, pools);

@@ -52,9 +52,17 @@
 #define TILE_ELEMS         (64 * 4096) /* f32 elements of a dequantised tile (1 MiB) */
 #define TILE_MIN_ROWS      16
 #define TILE_MAX_ROWS      256
-/* The qdot path is used up to this many tokens at most; the scratch
- * holds this many converted activation rows. */
-#define QDOT_TOKENS_CAP    64
+#define TOKEN_BLOCK        64   /* converted activation rows kept in L2 at a time */
+#define L1_WEIGHT_BYTES    (16 * 1024) /* weight rows kept in L1 while tokens go by */
+
+/* One activation row to convert: @src (n_cols floats) -> @dst. */
+typedef struct {
+  const float *src;
+  uint8_t     *dst;
+  RsType       act_type;
+  int64_t      n_cols;
+  int64_t      piece0;       /* first global piece of this row */
+} QuantRow;
 
 struct _RsMatmulScratch {
   int      n_threads;
@@ -63,12 +71,50 @@ struct _RsMatmulScratch {
   size_t   act_row_bytes; /* one converted row of max_cols in any activation format */
   int64_t  act_rows;      /* rows of @act */
   uint8_t *act;           /* [act_rows][act_row_bytes], 64-byte aligned rows */
+  QuantRow *qrows;        /* [act_rows + 1] */
   int64_t  tile_elems;
   float   *tiles;         /* [n_threads][tile_elems] */
-  int64_t  qdot_override; /* ROUTESCOPE_QDOT_MAX_TOKENS, or -1 */
+  int64_t  qdot_max[RS_TYPE_COUNT]; /* qdot path up to this many tokens, per weight type */
 };
 
 /* ---- scratch ---- */
+
+/* Largest token count for which the quantised dot path beats
+ * dequantise + sgemm, from bench-matmul --sweep --all-types (1 thread,
+ * 4096x4096 and 1024x2048, AVX-512 VNNI dots, OpenBLAS 0.3.21):
+ *  - the K-quants and IQ4_XS have VNNI dots that outrun f32 sgemm at
+ *    every batch size (int8 multiply-adds are 4x denser than f32 FMAs,
+ *    and the weights need no dequantised copy): always qdot;
+ *  - Q8_0 and the VNNI nibble formats stay ahead up to a few dozen rows;
+ *  - formats with AVX2-only dots (Q4_1, Q5_0, Q5_1) and the float types
+ *    (f32 FMA dots against sgemm's register blocking) cross over early.
+ * Plain C dots (ROUTESCOPE_SIMD=scalar) lose to sgemm almost at once. */
+static int64_t
+qdot_max_tokens (RsType type)
+{
+  if (strcmp (rs_vec_dot_impl_name (type), "scalar") == 0)
+    return 2;
+  switch (type) {
+  case RS_TYPE_F32:
+    return 6;
+  case RS_TYPE_F16:
+  case RS_TYPE_BF16:
+    return 12;
+  case RS_TYPE_Q4_1:
+  case RS_TYPE_Q5_0:
+  case RS_TYPE_Q5_1:
+    return 8;
+  case RS_TYPE_Q4_0:
+  case RS_TYPE_IQ4_NL:
+  case RS_TYPE_MXFP4:
+    return 24;
+  case RS_TYPE_Q8_0:
+    return 48;
+  default:
+    return INT64_MAX;
+  }
+}
+
 
 static size_t
 round_up (size_t n, size_t to)
@@ -107,16 +153,20 @@ rs_matmul_scratch_new (int n_threads, int64_t max_cols, int64_t max_tokens)
   s->act_row_bytes = round_up (row, 64);
   /* rs_matvec_multi needs one row per distinct x (at most MAX_JOBS),
    * rs_matmul one per token on the qdot path. */
-  s->act_rows = MAX (MAX_JOBS, MIN (max_tokens, QDOT_TOKENS_CAP));
+  s->act_rows = MAX (MAX_JOBS, max_tokens);
   s->act = g_aligned_alloc0 ((gsize) s->act_rows, s->act_row_bytes, 64);
+  s->qrows = g_new0 (QuantRow, s->act_rows + 1);
 
   /* A tile has at least TILE_MIN_ROWS rows, whatever the width. */
   s->tile_elems = (int64_t) round_up ((size_t) MAX (TILE_ELEMS, TILE_MIN_ROWS * max_cols), 16);
   s->tiles = g_aligned_alloc ((gsize) n_threads * (gsize) s->tile_elems, sizeof (float), 64);
 
-  /* For benchmarks and tests that measure one path against the other. */
+  /* ROUTESCOPE_QDOT_MAX_TOKENS: for benchmarks and tests that measure
+   * one path against the other. */
   const char *env = g_getenv ("ROUTESCOPE_QDOT_MAX_TOKENS");
-  s->qdot_override = env && *env ? CLAMP (g_ascii_strtoll (env, NULL, 10), 0, QDOT_TOKENS_CAP) : -1;
+  for (int t = 0; t < RS_TYPE_COUNT; t++)
+    s->qdot_max[t] = env && *env ? MAX (g_ascii_strtoll (env, NULL, 10), 0)
+                   : rs_type_traits (t)->supported ? qdot_max_tokens ((RsType) t) : 0;
   return s;
 }
 
@@ -126,6 +176,7 @@ rs_matmul_scratch_free (RsMatmulScratch *s)
   if (s == NULL)
     return;
   g_aligned_free (s->act);
+  g_free (s->qrows);
   g_aligned_free (s->tiles);
   g_free (s);
 }
@@ -142,17 +193,9 @@ typedef struct {
   float         *y;          /* token t's outputs at y + t * y_stride */
   int64_t        y_stride;
   int64_t        n_tokens;
+  int64_t        row_group;  /* rows that share L1 while the tokens go by */
   int64_t        chunk0;     /* first global chunk of this job */
 } QdotJob;
-
-/* One activation row to convert: @src (n_cols floats) -> @dst. */
-typedef struct {
-  const float *src;
-  uint8_t     *dst;
-  RsType       act_type;
-  int64_t      n_cols;
-  int64_t      piece0;       /* first global piece of this row */
-} QuantRow;
 
 typedef struct {
   alignas (64) atomic_int_fast64_t next_piece;
@@ -220,14 +263,21 @@ qdot_worker (void *data, int ith, int nth)
       for (int64_t r = r0; r < r1; r++, w += jb->w_stride)
         jb->y[r] = dot (n, w, jb->act);
     } else {
-      /* Rows outer: a weight row stays in L1 across the tokens, the
-       * converted activations (a few KiB per token) stay in L2. */
-      const uint8_t *w = jb->w + (size_t) r0 * jb->w_stride;
-      for (int64_t r = r0; r < r1; r++, w += jb->w_stride) {
-        const uint8_t *a = jb->act;
-        float *y = jb->y + r;
-        for (int64_t t = 0; t < jb->n_tokens; t++, a += jb->act_stride, y += jb->y_stride)
-          *y = dot (n, w, a);
+      /* A block of tokens' activations (a few KiB each) stays in L2; a
+       * group of weight rows stays in L1 while each token's activations
+       * pass through L1 once for the whole group. */
+      for (int64_t t0 = 0; t0 < jb->n_tokens; t0 += TOKEN_BLOCK) {
+        const int64_t t1 = MIN (t0 + TOKEN_BLOCK, jb->n_tokens);
+        for (int64_t g0 = r0; g0 < r1; g0 += jb->row_group) {
+          const int64_t g1 = MIN (g0 + jb->row_group, r1);
+          for (int64_t t = t0; t < t1; t++) {
+            const uint8_t *a = jb->act + (size_t) t * jb->act_stride;
+            const uint8_t *w = jb->w + (size_t) g0 * jb->w_stride;
+            float *y = jb->y + t * jb->y_stride;
+            for (int64_t r = g0; r < g1; r++, w += jb->w_stride)
+              y[r] = dot (n, w, a);
+          }
+        }
       }
     }
   }
@@ -332,21 +382,6 @@ gemm_worker (void *data, int ith, int nth)
 
 /* ---- dispatch ---- */
 
-/* Largest token count for which the quantised dot path beats
- * dequantise + sgemm (measured with bench-matmul). */
-static int64_t
-qdot_max_tokens (RsType type)
-{
-  switch (type) {
-  case RS_TYPE_F32:
-  case RS_TYPE_F16:
-  case RS_TYPE_BF16:
-    return 3;
-  default:
-    return 8;
-  }
-}
-
 static bool
 check_matrix (const RsMatmulScratch *s, const RsMatrix *w)
 {
@@ -367,11 +402,10 @@ rs_matmul (RsThreadPool *pool, RsMatmulScratch *s, const RsMatrix *w,
   if (!check_matrix (s, w) || n_tokens <= 0 || w->n_rows <= 0)
     return;
 
-  const int64_t qdot_max = s->qdot_override >= 0 ? s->qdot_override : qdot_max_tokens (w->type);
-  if (n_tokens <= MIN (qdot_max, s->act_rows)) {
+  if (n_tokens <= MIN (s->qdot_max[w->type], s->act_rows)) {
     const RsType at = rs_act_type (w->type);
     QdotJob jobs[2];
-    QuantRow qrows[QDOT_TOKENS_CAP + 1];
+    QuantRow *qrows = s->qrows;
     int n_qrows = 0;
 
     jobs[0] = (QdotJob) {
@@ -379,6 +413,7 @@ rs_matmul (RsThreadPool *pool, RsMatmulScratch *s, const RsMatrix *w,
       .n_rows = w->n_rows, .n_cols = w->n_cols,
       .dot = rs_vec_dot_fn (w->type),
       .y = y, .y_stride = y_stride, .n_tokens = n_tokens,
+      .row_group = CLAMP ((int64_t) (L1_WEIGHT_BYTES / w->row_stride), 1, 8),
     };
     if (at == RS_TYPE_F32) {
       /* F32 activations are used in place. */
@@ -428,7 +463,7 @@ rs_matvec_multi (RsThreadPool *pool, RsMatmulScratch *s, const RsMatvecJob *jobs
   g_return_if_fail (n_jobs >= 0 && n_jobs <= MAX_JOBS);
 
   QdotJob qjobs[MAX_JOBS + 1];
-  QuantRow qrows[MAX_JOBS + 1];
+  QuantRow *qrows = s->qrows;
   int n_q = 0, n_qrows = 0;
 
   for (int j = 0; j < n_jobs; j++) {
@@ -443,7 +478,7 @@ rs_matvec_multi (RsThreadPool *pool, RsMatmulScratch *s, const RsMatvecJob *jobs
       .w = w->data, .w_stride = w->row_stride,
       .n_rows = w->n_rows, .n_cols = w->n_cols,
       .dot = rs_vec_dot_fn (w->type),
-      .y = jobs[j].y, .y_stride = 0, .n_tokens = 1,
+      .y = jobs[j].y, .y_stride = 0, .n_tokens = 1, .row_group = 1,
     };
     if (at == RS_TYPE_F32) {
       q->act = (const uint8_t *) jobs[j].x;

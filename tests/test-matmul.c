@@ -205,12 +205,16 @@ random_x (float *x, int64_t n_tokens, int64_t n_cols, int64_t x_stride, GRand *r
  *    |w| * amax_block(x)/254;
  *  - fp16 scales (d, and d * sum q of Q8_1) add a relative 2^-11 on each
  *    term: bounded by 2^-10 * max|w|_block * sum|x|_block;
- *  - f32 accumulation: n * eps * sum |w x| (the classic gamma_n bound). */
+ *  - f32 accumulation: each of the n roundings errs by at most eps/2 of
+ *    a partial sum, itself at most sum |w x|; they add up like a random
+ *    walk, so 4 sqrt(n) eps sum |w x| is many standard deviations (the
+ *    worst-case gamma_n = n eps bound would be far looser for large n).
+ * @quantised_act: whether the path converts x to the 8-bit format. */
 static double
-error_bound (RsType type, const float *w, const float *x, int64_t n)
+error_bound (RsType type, bool quantised_act, const float *w, const float *x, int64_t n)
 {
   const RsType at = rs_act_type (type);
-  const int64_t ab = at == RS_TYPE_F32 ? 0 : rs_type_traits (at)->block_size;
+  const int64_t ab = at == RS_TYPE_F32 || !quantised_act ? 0 : rs_type_traits (at)->block_size;
   double sum_wx = 0.0, quant = 0.0;
   for (int64_t c = 0; c < n; c++)
     sum_wx += fabs ((double) w[c] * x[c]);
@@ -225,7 +229,7 @@ error_bound (RsType type, const float *w, const float *x, int64_t n)
       }
       quant += sw * amax_x / 254.0 + amax_w * sx * 0x1p-10;
     }
-  return 1.01 * quant + (double) (n + 8) * FLT_EPSILON * sum_wx + 1e-30;
+  return 1.01 * quant + 4.0 * sqrt ((double) n + 8) * FLT_EPSILON * sum_wx + 1e-30;
 }
 
 /* ---- rs_matmul vs rs_matmul_ref ---- */
@@ -237,8 +241,33 @@ typedef struct {
 
 #define MAX_TOKENS 300
 
+/* Scratches that take the default path choice, the quantised-dot path
+ * for every token count, and the dequantise + sgemm path for every token
+ * count, so that both paths are checked on every shape. */
+enum { PATH_DEFAULT, PATH_QDOT, PATH_GEMM, N_PATHS };
+static const char *const path_names[N_PATHS] = { "default", "qdot", "gemm" };
+
 static void
-check_matmul (RsType type, const Shape *sh, RsThreadPool **pools, int n_pools, RsMatmulScratch *s, GRand *r)
+scratches_new (RsMatmulScratch **s, int n_threads, int64_t max_cols)
+{
+  const char *env[N_PATHS] = { NULL, "100000", "0" };
+  for (int p = 0; p < N_PATHS; p++) {
+    if (env[p])
+      g_setenv ("ROUTESCOPE_QDOT_MAX_TOKENS", env[p], TRUE);
+    s[p] = rs_matmul_scratch_new (n_threads, max_cols, MAX_TOKENS);
+    g_unsetenv ("ROUTESCOPE_QDOT_MAX_TOKENS");
+  }
+}
+
+static void
+scratches_free (RsMatmulScratch **s)
+{
+  for (int p = 0; p < N_PATHS; p++)
+    rs_matmul_scratch_free (s[p]);
+}
+
+static void
+check_matmul (RsType type, const Shape *sh, RsThreadPool **pools, int n_pools, RsMatmulScratch **scratches, GRand *r)
 {
   TestMatrix tm;
   if (!test_matrix_init (&tm, type, sh->n_rows, sh->n_cols, sh->pad, r)) {
@@ -250,50 +279,64 @@ check_matmul (RsType type, const Shape *sh, RsThreadPool **pools, int n_pools, R
   const int64_t x_stride = sh->n_cols + 8, y_stride = sh->n_rows + 3;
   float *x = g_new (float, MAX_TOKENS * x_stride);
   float *ref = g_new (float, MAX_TOKENS * y_stride);
+  /* [2][n_tokens, n_rows]: for f32 and for quantised activations */
+  double *bound = g_new (double, 2 * MAX_TOKENS * sh->n_rows);
   float *y = g_new (float, MAX_TOKENS * y_stride);
   float *y_first = g_new (float, MAX_TOKENS * y_stride);
-  double worst = 0.0;
+  double worst[N_PATHS] = { 0 };
 
   for (size_t k = 0; k < G_N_ELEMENTS (n_tokens_list); k++) {
     const int64_t nt = n_tokens_list[k];
     random_x (x, nt, sh->n_cols, x_stride, r);
     rs_matmul_ref (&tm.m, x, x_stride, nt, ref, y_stride);
+    for (int q = 0; q < 2; q++)
+      for (int64_t t = 0; t < nt; t++)
+        for (int64_t i = 0; i < sh->n_rows; i++)
+          bound[(q * nt + t) * sh->n_rows + i] =
+            error_bound (type, q, tm.wf + i * sh->n_cols, x + t * x_stride, sh->n_cols);
 
-    for (int p = 0; p < n_pools; p++) {
-      /* NaN canaries in the padding of y must survive. */
-      for (int64_t i = 0; i < nt * y_stride; i++)
-        y[i] = NAN;
-      rs_matmul (pools[p], s, &tm.m, x, x_stride, nt, y, y_stride);
+    for (int path = 0; path < N_PATHS; path++)
+      for (int p = 0; p < n_pools; p++) {
+        /* NaN canaries in the padding of y must survive. */
+        for (int64_t i = 0; i < nt * y_stride; i++)
+          y[i] = NAN;
+        rs_matmul (pools[p], scratches[path], &tm.m, x, x_stride, nt, y, y_stride);
+        /* Which path the default takes is rs-matmul.c's business: it
+         * gets the looser bound. */
+        const double *bnd = bound + (path == PATH_GEMM ? 0 : nt * sh->n_rows);
 
-      for (int64_t t = 0; t < nt; t++) {
-        for (int64_t i = sh->n_rows; i < y_stride; i++)
-          g_assert_true (isnan (y[t * y_stride + i]));
-        for (int64_t i = 0; i < sh->n_rows; i++) {
-          const double got = y[t * y_stride + i], want = ref[t * y_stride + i];
-          const double bound = error_bound (type, tm.wf + i * sh->n_cols, x + t * x_stride, sh->n_cols);
-          const double err = fabs (got - want);
-          if (!(err <= bound))
-            g_error ("%s %" G_GINT64_FORMAT "x%" G_GINT64_FORMAT " tokens %" G_GINT64_FORMAT
-                     " threads %d: y[%" G_GINT64_FORMAT ",%" G_GINT64_FORMAT "] = %.8g, ref %.8g, err %.3g > bound %.3g",
-                     rs_type_name (type), sh->n_rows, sh->n_cols, nt, rs_thread_pool_n_threads (pools[p]),
-                     t, i, got, want, err, bound);
-          worst = MAX (worst, err / bound);
+        for (int64_t t = 0; t < nt; t++) {
+          for (int64_t i = sh->n_rows; i < y_stride; i++)
+            g_assert_true (isnan (y[t * y_stride + i]));
+          for (int64_t i = 0; i < sh->n_rows; i++) {
+            const double got = y[t * y_stride + i], want = ref[t * y_stride + i];
+            const double b = bnd[t * sh->n_rows + i];
+            const double err = fabs (got - want);
+            if (!(err <= b))
+              g_error ("%s %" G_GINT64_FORMAT "x%" G_GINT64_FORMAT " tokens %" G_GINT64_FORMAT
+                       " threads %d path %s: y[%" G_GINT64_FORMAT ",%" G_GINT64_FORMAT "] = %.8g, ref %.8g, err %.3g > bound %.3g",
+                       rs_type_name (type), sh->n_rows, sh->n_cols, nt, rs_thread_pool_n_threads (pools[p]),
+                       path_names[path], t, i, got, want, err, b);
+            worst[path] = MAX (worst[path], err / b);
+          }
+        }
+        /* The quantised-dot path computes each row independently of the
+         * split: every thread count gives the same bits. */
+        if (path == PATH_QDOT) {
+          if (p == 0)
+            memcpy (y_first, y, sizeof (float) * nt * y_stride);
+          else
+            for (int64_t t = 0; t < nt; t++)
+              g_assert_cmpmem (y_first + t * y_stride, sizeof (float) * sh->n_rows,
+                               y + t * y_stride, sizeof (float) * sh->n_rows);
         }
       }
-      /* The decode path computes each row independently of the split:
-       * every thread count gives the same bits. */
-      if (nt == 1) {
-        if (p == 0)
-          memcpy (y_first, y, sizeof (float) * sh->n_rows);
-        else
-          g_assert_cmpmem (y_first, sizeof (float) * sh->n_rows, y, sizeof (float) * sh->n_rows);
-      }
-    }
   }
-  g_test_message ("%s %" G_GINT64_FORMAT "x%" G_GINT64_FORMAT ": worst err/bound %.3f",
-                  rs_type_name (type), sh->n_rows, sh->n_cols, worst);
+  g_test_message ("%s %" G_GINT64_FORMAT "x%" G_GINT64_FORMAT ": worst err/bound %.3f (qdot), %.3f (gemm)",
+                  rs_type_name (type), sh->n_rows, sh->n_cols, worst[PATH_QDOT], worst[PATH_GEMM]);
   g_free (x);
   g_free (ref);
+  g_free (bound);
   g_free (y);
   g_free (y_first);
   test_matrix_clear (&tm);
@@ -312,7 +355,8 @@ test_matmul_type (gconstpointer data)
     { 1056, 23, 4 },
   };
   RsThreadPool *pools[3] = { rs_thread_pool_new (1), rs_thread_pool_new (2), rs_thread_pool_new (3) };
-  RsMatmulScratch *s = rs_matmul_scratch_new (3, 2304, MAX_TOKENS);
+  RsMatmulScratch *s[N_PATHS];
+  scratches_new (s, 3, 2304);
   GRand *r = g_rand_new_with_seed (1000 + type);
 
   for (size_t i = 0; i < G_N_ELEMENTS (shapes); i++) {
@@ -325,7 +369,7 @@ test_matmul_type (gconstpointer data)
     check_matmul (type, &sh, pools, 2 + (i == 0), s, r);
   }
   g_rand_free (r);
-  rs_matmul_scratch_free (s);
+  scratches_free (s);
   for (int i = 0; i < 3; i++)
     rs_thread_pool_free (pools[i]);
 }
@@ -337,14 +381,15 @@ test_matmul_small_scratch (void)
 {
   const RsType types[] = { RS_TYPE_Q4_K, RS_TYPE_F32, RS_TYPE_Q8_0 };
   RsThreadPool *pools[1] = { rs_thread_pool_new (2) };
-  RsMatmulScratch *s = rs_matmul_scratch_new (1, 512, MAX_TOKENS);
+  RsMatmulScratch *s[N_PATHS];
+  scratches_new (s, 1, 512);
   GRand *r = g_rand_new_with_seed (7);
   const Shape sh = { 512, 70, 0 };
   for (size_t i = 0; i < G_N_ELEMENTS (types); i++)
     if (rs_type_traits (types[i])->supported)
       check_matmul (types[i], &sh, pools, 1, s, r);
   g_rand_free (r);
-  rs_matmul_scratch_free (s);
+  scratches_free (s);
   rs_thread_pool_free (pools[0]);
 }
 
