@@ -19,58 +19,6 @@ typedef struct {
   int32_t  prev, next;
 } Symbol;
 
-typedef struct {
-  int32_t  rank;
-  int32_t  left, right;
-  int32_t  result;
-  uint32_t len;         /* joined length when queued: a mismatch later means the pair is stale */
-} Candidate;
-
-static inline gboolean
-candidate_first (const Candidate *a, const Candidate *b)
-{
-  if (a->rank != b->rank)
-    return a->rank < b->rank;
-  return a->left < b->left;
-}
-
-static void
-heap_push (GArray *heap, Candidate c)
-{
-  g_array_append_val (heap, c);
-  Candidate *h = (Candidate *) heap->data;
-  guint i = heap->len - 1;
-  while (i > 0) {
-    guint parent = (i - 1) / 2;
-    if (!candidate_first (&h[i], &h[parent]))
-      break;
-    Candidate t = h[i]; h[i] = h[parent]; h[parent] = t;
-    i = parent;
-  }
-}
-
-static Candidate
-heap_pop (GArray *heap)
-{
-  Candidate *h = (Candidate *) heap->data;
-  Candidate top = h[0];
-  h[0] = h[heap->len - 1];
-  g_array_set_size (heap, heap->len - 1);
-  guint n = heap->len, i = 0;
-  for (;;) {
-    guint l = 2 * i + 1, r = l + 1, best = i;
-    if (l < n && candidate_first (&h[l], &h[best]))
-      best = l;
-    if (r < n && candidate_first (&h[r], &h[best]))
-      best = r;
-    if (best == i)
-      break;
-    Candidate t = h[i]; h[i] = h[best]; h[best] = t;
-    i = best;
-  }
-  return top;
-}
-
 static inline uint32_t
 merge_hash (uint64_t key)
 {
@@ -111,19 +59,51 @@ rs_merge_index_insert (RsMergeIndex *merges, int32_t left, int32_t right, int32_
   }
 }
 
-static void
-try_pair (const RsTokenizer *tok, const Symbol *symbols, int32_t left, int32_t right, GArray *heap)
+/* The pairs that may merge, in a tournament tree over the positions of
+ * their left symbols: leaf i holds rank << 32 | i for the pair starting at
+ * symbol i (UINT64_MAX when it has no merge), each node the least of its
+ * children, so the root is the pair to merge next: the lowest rank, then
+ * the leftmost, as in llama.cpp and HF tokenizers. Unlike a heap it never
+ * holds stale pairs, and merges next to each other touch the same nodes,
+ * which keeps long pieces (a megabyte of spaces) fast. */
+typedef struct {
+  uint64_t *nodes;     /* [2 * size]; node 1 is the root, leaves from size */
+  int32_t  *results;   /* [size]: the token a pair at i merges into */
+  uint32_t  size;
+} PairTree;
+
+static inline void
+tree_set (PairTree *tree, uint32_t leaf, uint64_t key)
 {
-  if (left < 0 || right < 0 || symbols[left].id < 0 || symbols[right].id < 0)
-    return;
-  Candidate c = { 0, left, right, -1, symbols[left].len + symbols[right].len };
-  if (merge_find (&tok->merges, symbols[left].id, symbols[right].id, &c.rank, &c.result))
-    heap_push (heap, c);
+  uint32_t i = tree->size + leaf;
+  tree->nodes[i] = key;
+  for (i >>= 1; i >= 1; i >>= 1) {
+    uint64_t least = MIN (tree->nodes[2 * i], tree->nodes[2 * i + 1]);
+    if (tree->nodes[i] == least)
+      break;
+    tree->nodes[i] = least;
+  }
+}
+
+static inline uint64_t
+pair_key (const RsTokenizer *tok, const Symbol *symbols, int32_t left, PairTree *tree)
+{
+  if (left < 0)
+    return UINT64_MAX;
+  int32_t right = symbols[left].next;
+  if (right < 0 || symbols[left].id < 0 || symbols[right].id < 0)
+    return UINT64_MAX;
+  int32_t rank, result;
+  if (!merge_find (&tok->merges, symbols[left].id, symbols[right].id, &rank, &result))
+    return UINT64_MAX;
+  tree->results[left] = result;
+  return (uint64_t) (uint32_t) rank << 32 | (uint32_t) left;
 }
 
 typedef struct {
   GArray  *symbols;
-  GArray  *heap;
+  GArray  *nodes;
+  GArray  *results;
   GString *spelled;
 } Scratch;
 
@@ -151,24 +131,34 @@ encode_piece (const RsTokenizer *tok, const uint8_t *piece, uint32_t len, Scratc
     symbols[i].next = i + 1 == len ? -1 : (int32_t) i + 1;
   }
 
-  GArray *heap = scratch->heap;
-  g_array_set_size (heap, 0);
-  for (uint32_t i = 1; i < len; i++)
-    try_pair (tok, symbols, (int32_t) i - 1, (int32_t) i, heap);
+  PairTree tree;
+  tree.size = 1;
+  while (tree.size < len)
+    tree.size *= 2;
+  g_array_set_size (scratch->nodes, 2 * tree.size);
+  g_array_set_size (scratch->results, tree.size);
+  tree.nodes = (uint64_t *) scratch->nodes->data;
+  tree.results = (int32_t *) scratch->results->data;
+  for (uint32_t i = 0; i < tree.size; i++)
+    tree.nodes[tree.size + i] = i < len ? pair_key (tok, symbols, (int32_t) i, &tree) : UINT64_MAX;
+  for (uint32_t i = tree.size - 1; i >= 1; i--)
+    tree.nodes[i] = MIN (tree.nodes[2 * i], tree.nodes[2 * i + 1]);
 
-  while (heap->len > 0) {
-    Candidate c = heap_pop (heap);
-    Symbol *left = &symbols[c.left], *right = &symbols[c.right];
-    if (left->len == 0 || right->len == 0 || left->len + right->len != c.len)
-      continue;
-    left->id = c.result;
+  while (tree.nodes[1] != UINT64_MAX) {
+    int32_t left_index = (int32_t) (uint32_t) tree.nodes[1];
+    Symbol *left = &symbols[left_index];
+    int32_t right_index = left->next;
+    Symbol *right = &symbols[right_index];
+    left->id = tree.results[left_index];
     left->len += right->len;
     right->len = 0;
     left->next = right->next;
     if (right->next >= 0)
-      symbols[right->next].prev = c.left;
-    try_pair (tok, symbols, left->prev, c.left, heap);
-    try_pair (tok, symbols, c.left, left->next, heap);
+      symbols[right->next].prev = left_index;
+    tree_set (&tree, (uint32_t) right_index, UINT64_MAX);
+    tree_set (&tree, (uint32_t) left_index, pair_key (tok, symbols, left_index, &tree));
+    if (left->prev >= 0)
+      tree_set (&tree, (uint32_t) left->prev, pair_key (tok, symbols, left->prev, &tree));
   }
 
   /* A byte whose character is missing from the vocabulary is dropped, as
@@ -188,7 +178,8 @@ rs_tokenizer_bpe_encode (const RsTokenizer *tok, const char *text, size_t len,
 
   Scratch scratch = {
     g_array_new (FALSE, FALSE, sizeof (Symbol)),
-    g_array_new (FALSE, FALSE, sizeof (Candidate)),
+    g_array_new (FALSE, FALSE, sizeof (uint64_t)),
+    g_array_new (FALSE, FALSE, sizeof (int32_t)),
     g_string_new (NULL),
   };
   for (guint i = 0; i < pieces->len; i++) {
@@ -196,7 +187,8 @@ rs_tokenizer_bpe_encode (const RsTokenizer *tok, const char *text, size_t len,
     encode_piece (tok, (const uint8_t *) text + piece.start, piece.end - piece.start, &scratch, ids);
   }
   g_array_unref (scratch.symbols);
-  g_array_unref (scratch.heap);
+  g_array_unref (scratch.nodes);
+  g_array_unref (scratch.results);
   g_string_free (scratch.spelled, TRUE);
   return TRUE;
 }
