@@ -21,6 +21,7 @@ struct _RsRun {
   RsTrace           *trace;
   RsLayerControls   *controls;
   GArray            *ivs;        /* RsIntervention */
+  int                n_applied;  /* interventions in force in the session; -1: rebuild */
   float             *logits;     /* [n_vocab] after the last token */
   gboolean           have_logits;
   double             prefill_s, decode_s;
@@ -130,6 +131,7 @@ rs_run_new (const RsModel *model, const RsTokenizer *tok, const RsRunParams *par
   run->controls = rs_layer_controls_new (hp);
   run->ivs = g_array_new (FALSE, FALSE, sizeof (RsIntervention));
   run->logits = g_new0 (float, hp->n_vocab);
+  run->n_applied = -1;
   if (!run->params.no_probes)
     rs_session_set_router_observer (session, record_router, run);
   return run;
@@ -157,6 +159,7 @@ rs_run_set_interventions (RsRun *run, const RsIntervention *ivs, int n, GError *
       return FALSE;
   g_array_set_size (run->ivs, 0);
   g_array_append_vals (run->ivs, ivs, n);
+  run->n_applied = -1;
   return TRUE;
 }
 
@@ -167,10 +170,18 @@ rs_run_interventions (const RsRun *run, int *n)
   return (const RsIntervention *) run->ivs->data;
 }
 
-/* Sets the session's router controls for position @pos. */
+/* Sets the session's router controls for position @pos. The set in force
+ * only grows with the position (each intervention starts at its
+ * from_token), so the controls are rebuilt only when that count changes. */
 static void
 apply_controls (RsRun *run, int64_t pos)
 {
+  int n_active = 0;
+  for (guint i = 0; i < run->ivs->len; i++)
+    n_active += g_array_index (run->ivs, RsIntervention, i).from_token <= pos;
+  if (n_active == run->n_applied)
+    return;
+  run->n_applied = n_active;
   rs_layer_controls_build (run->controls, (const RsIntervention *) run->ivs->data,
                            run->ivs->len, pos);
   for (uint32_t l = 0; l < run->hp->n_layer; l++)
@@ -323,6 +334,7 @@ rs_run_replay (RsRun *run, GError **error)
   if (n == 0)
     return TRUE;
   rs_session_truncate (run->session, 0);
+  run->n_applied = -1;
   if (!eval_range (run, 0, n, error))
     return FALSE;
   record_entropy (run, n - 1);
