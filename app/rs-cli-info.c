@@ -98,6 +98,15 @@ rs_cli_info (int argc, char **argv)
       json_builder_add_double_value (b, hp->rope_freq_scale);
       json_builder_set_member_name (b, "rms_eps");
       json_builder_add_double_value (b, hp->rms_eps);
+      struct { const char *k; double v; } scales[] = {
+        { "embedding_scale", hp->embedding_scale }, { "residual_scale", hp->residual_scale },
+        { "attention_scale", hp->attention_scale }, { "logit_scale", hp->logit_scale },
+      };
+      for (gsize i = 0; i < G_N_ELEMENTS (scales); i++)
+        {
+          json_builder_set_member_name (b, scales[i].k);
+          json_builder_add_double_value (b, scales[i].v);
+        }
       json_builder_set_member_name (b, "tied_output");
       json_builder_add_boolean_value (b, hp->tied_output);
       json_builder_set_member_name (b, "routing");
@@ -158,6 +167,9 @@ rs_cli_info (int argc, char **argv)
           hp->rope_freq_base, hp->n_rot, scaling, hp->rope_freq_scale);
   printf ("context length:  %u\n", hp->n_ctx_train);
   printf ("rms eps:         %g\n", hp->rms_eps);
+  if (hp->embedding_scale != 1.0f || hp->residual_scale != 1.0f || hp->logit_scale != 1.0f)
+    printf ("multipliers:     embedding %g, residual %g, attention %g, logits 1/%g\n",
+            hp->embedding_scale, hp->residual_scale, hp->attention_scale, hp->logit_scale);
   printf ("output:          %s\n", hp->tied_output ? "tied to token_embd" : "own matrix");
   printf ("tokenizer:       %s%s%s, %d tokens\n", rs_tokenizer_model_name (tok),
           rs_tokenizer_pre_name (tok) ? " / " : "",

@@ -388,7 +388,7 @@ attention_worker (void *ctx, int ith, int nth)
   const RsHparams *hp = s->hp;
   const int D = hp->head_dim, Hq = hp->n_head, Hkv = hp->n_head_kv;
   const int64_t q_dim = (int64_t) Hq * D, kv_dim = (int64_t) Hkv * D;
-  const float scale = 1.0f / sqrtf ((float) D);
+  const float scale = hp->attention_scale;
   const float *kc = s->k_cache + (size_t) job->layer * s->n_ctx * kv_dim;
   const float *vc = s->v_cache + (size_t) job->layer * s->n_ctx * kv_dim;
   float *att = s->att_scratch + (size_t) ith * s->n_ctx;
@@ -491,8 +491,9 @@ attention_block (RsSession *s, int il, int64_t B, int64_t pos0)
 
   /* x += attn Wo */
   rs_matmul (s->pool, s->mm, &L->wo, s->attn, q_dim, B, s->ffn_out, E);
+  const float rs = hp->residual_scale;
   for (int64_t i = 0; i < B * E; i++)
-    s->x[i] += s->ffn_out[i];
+    s->x[i] += rs * s->ffn_out[i];
 }
 
 /* ---- feed-forward ------------------------------------------------------- */
@@ -681,6 +682,9 @@ embed (RsSession *s, const int32_t *tokens, int64_t B)
   for (int64_t t = 0; t < B; t++)
     rs_dequantize_row (te->type, (const uint8_t *) te->data + (size_t) tokens[t] * row,
                        s->x + t * E, E);
+  if (s->hp->embedding_scale != 1.0f)
+    for (int64_t i = 0; i < B * E; i++)
+      s->x[i] *= s->hp->embedding_scale;
 }
 
 /* One forward step over B <= n_batch tokens; logits of the rows asked for. */
@@ -711,7 +715,7 @@ forward (RsSession *s, const int32_t *tokens, int64_t B, float *logits, gboolean
             moe_batched (s, L, B);
         }
       for (int64_t i = 0; i < B * E; i++)
-        s->x[i] += s->ffn_out[i];
+        s->x[i] += hp->residual_scale * s->ffn_out[i];
 
       if (L->gate_exps != NULL && s->observer != NULL)
         {
@@ -734,6 +738,9 @@ forward (RsSession *s, const int32_t *tokens, int64_t B, float *logits, gboolean
       int64_t first = all_logits ? 0 : B - 1, rows = B - first;
       rmsnorm_rows (s->x + first * E, s->output_norm, s->last, rows, E, hp->rms_eps);
       rs_matmul (s->pool, s->mm, &s->output, s->last, E, rows, logits, hp->n_vocab);
+      if (hp->logit_scale != 1.0f)
+        for (int64_t i = 0; i < rows * hp->n_vocab; i++)
+          logits[i] /= hp->logit_scale;
     }
   s->pos += (int) B;
   return TRUE;

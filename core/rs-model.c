@@ -4,6 +4,7 @@
  */
 #include "rs-model.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "rs-error.h"
@@ -30,6 +31,15 @@ static const RsArchInfo arch_table[] = {
     .routing = { .score = RS_SCORE_SOFTMAX, .norm_weights = true, .weight_scale = 1.0f },
     .qk_norm = RS_QK_NORM_HEAD, .rope = RS_ROPE_NEOX, .shared = RS_SHARED_NONE,
     .routing_words = "softmax over all experts, top-k, weights renormalised to sum to 1",
+  },
+  {
+    /* Granite MoE (PowerMoE, Granite 3.x MoE): llama-family attention with
+     * embedding, residual, attention and logit multipliers. */
+    .name = "granitemoe",
+    .routing = { .score = RS_SCORE_SOFTMAX, .norm_weights = true, .weight_scale = 1.0f },
+    .qk_norm = RS_QK_NORM_NONE, .rope = RS_ROPE_NORM, .shared = RS_SHARED_PLAIN,
+    .routing_words = "top-k of the router logits, weights = softmax over the selected; "
+                     "plus an unweighted shared expert when the model has one",
   },
   {
     /* Mixtral and other llama-family MoE (llama.expert_count > 0). */
@@ -192,6 +202,18 @@ read_hparams (const RsGguf *g, RsHparams *hp, GError **error)
     return FALSE;
   hp->rope_freq_base = base;
   hp->rms_eps = eps;
+
+  /* A missing or zero multiplier means none (as llama.cpp reads them). */
+  double emb = 0, res = 0, att = 0, logit = 0;
+  if (!rs_gguf_get_f64_or (g, akey (hp, "embedding_scale", key, sizeof key), 0.0, &emb, error) ||
+      !rs_gguf_get_f64_or (g, akey (hp, "residual_scale", key, sizeof key), 0.0, &res, error) ||
+      !rs_gguf_get_f64_or (g, akey (hp, "attention.scale", key, sizeof key), 0.0, &att, error) ||
+      !rs_gguf_get_f64_or (g, akey (hp, "logit_scale", key, sizeof key), 0.0, &logit, error))
+    return FALSE;
+  hp->embedding_scale = emb != 0.0 ? emb : 1.0;
+  hp->residual_scale = res != 0.0 ? res : 1.0;
+  hp->attention_scale = att != 0.0 ? att : 1.0 / sqrt ((double) hp->head_dim);
+  hp->logit_scale = logit != 0.0 ? logit : 1.0;
   if (ws != 0.0)
     hp->routing.weight_scale = ws;
   hp->routing.norm_weights = norm;
@@ -350,7 +372,10 @@ bind_tensors (RsModel *m, GError **error)
       BIND (L->gate_exps, il, "ffn_gate_exps.weight", TRUE, E, hp->n_ff_exp, X);
       BIND (L->up_exps, il, "ffn_up_exps.weight", TRUE, E, hp->n_ff_exp, X);
       BIND (L->down_exps, il, "ffn_down_exps.weight", TRUE, hp->n_ff_exp, E, X);
-      if (hp->arch->shared != RS_SHARED_NONE)
+      /* Granite's shared expert is optional: present when sized. */
+      gboolean want_shared = hp->arch->shared == RS_SHARED_SIGMOID_GATED ||
+                             (hp->arch->shared == RS_SHARED_PLAIN && hp->n_ff_shexp > 0);
+      if (want_shared)
         {
           if (hp->n_ff_shexp == 0)
             {

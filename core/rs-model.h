@@ -73,6 +73,11 @@ typedef struct {
   RsRopeScaling rope_scaling;
   float    rope_freq_scale;       /* 1 / linear scaling factor */
   float    rms_eps;
+  /* Granite's multipliers; 1 (and 1/sqrt(head_dim) for attention) elsewhere */
+  float    embedding_scale;       /* x = embd * s */
+  float    residual_scale;        /* x += s * block(x) */
+  float    attention_scale;       /* softmax(s * q.k) */
+  float    logit_scale;           /* logits = out / s */
   bool     tied_output;           /* output projection is token_embd */
 } RsHparams;
 

@@ -111,6 +111,7 @@ rs_test_model_write (const RsTestModelSpec *s, const char *path, GError **error)
   char key[128];
   gboolean is_llama = g_str_equal (a, "llama"), is_olmoe = g_str_equal (a, "olmoe");
   gboolean is_qwen2 = g_str_equal (a, "qwen2moe"), is_qwen3 = g_str_equal (a, "qwen3moe");
+  gboolean is_granite = g_str_equal (a, "granitemoe");
   const int64_t E = s->n_embd, q_dim = (int64_t) s->n_head * s->head_dim;
   const int64_t kv_dim = (int64_t) s->n_head_kv * s->head_dim, V = s->n_vocab;
 
@@ -120,17 +121,26 @@ rs_test_model_write (const RsTestModelSpec *s, const char *path, GError **error)
   rs_test_gguf_add_u32 (w, K ("context_length"), s->n_ctx);
   rs_test_gguf_add_u32 (w, K ("embedding_length"), E);
   rs_test_gguf_add_u32 (w, K ("block_count"), s->n_layer);
-  /* llama and olmoe size their experts by feed_forward_length. */
+  /* llama, olmoe and granitemoe size their experts by feed_forward_length. */
   rs_test_gguf_add_u32 (w, K ("feed_forward_length"),
-                        (is_llama || is_olmoe) ? s->n_ff_exp : (s->n_ff_dense ? s->n_ff_dense : s->n_ff_exp));
+                        (is_llama || is_olmoe || is_granite) ? s->n_ff_exp
+                                                             : (s->n_ff_dense ? s->n_ff_dense : s->n_ff_exp));
   rs_test_gguf_add_u32 (w, K ("attention.head_count"), s->n_head);
   rs_test_gguf_add_u32 (w, K ("attention.head_count_kv"), s->n_head_kv);
   rs_test_gguf_add_u32 (w, K ("attention.key_length"), s->head_dim);
   rs_test_gguf_add_u32 (w, K ("attention.value_length"), s->head_dim);
   rs_test_gguf_add_f32 (w, K ("attention.layer_norm_rms_epsilon"), 1e-6f);
   rs_test_gguf_add_f32 (w, K ("rope.freq_base"), 10000.0f);
-  if (is_llama)
+  if (is_llama || is_granite)
     rs_test_gguf_add_u32 (w, K ("rope.dimension_count"), s->head_dim);
+  if (is_granite)
+    {
+      /* Granite 3's multipliers, in kind. */
+      rs_test_gguf_add_f32 (w, K ("embedding_scale"), 12.0f);
+      rs_test_gguf_add_f32 (w, K ("residual_scale"), 0.22f);
+      rs_test_gguf_add_f32 (w, K ("attention.scale"), 0.0078125f);
+      rs_test_gguf_add_f32 (w, K ("logit_scale"), 6.0f);
+    }
   rs_test_gguf_add_u32 (w, K ("expert_count"), s->n_expert);
   rs_test_gguf_add_u32 (w, K ("expert_used_count"), s->n_expert_used);
   if (is_qwen2 || is_qwen3)

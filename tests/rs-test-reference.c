@@ -148,7 +148,7 @@ route_softmax_topk_norm (const double *z, int n, int k)
 static Route
 route (const char *arch, const double *z, int n, int k)
 {
-  if (g_str_equal (arch, "qwen3moe") || g_str_equal (arch, "llama"))
+  if (g_str_equal (arch, "qwen3moe") || g_str_equal (arch, "llama") || g_str_equal (arch, "granitemoe"))
     return route_softmax_topk_norm (z, n, k);
   return route_softmax_topk (z, n, k);
 }
@@ -163,7 +163,10 @@ rs_reference_forward (const RsModel *model, const int32_t *tokens, int n_tokens,
   const int64_t E = hp->n_embd, D = hp->head_dim, Hq = hp->n_head, Hkv = hp->n_head_kv;
   const int64_t q_dim = Hq * D, kv_dim = Hkv * D, V = hp->n_vocab;
   const int L = hp->n_layer, X = hp->n_expert, k = hp->n_expert_used;
-  const gboolean neox = g_str_equal (arch, "llama") ? FALSE : TRUE;
+  const gboolean neox = !g_str_equal (arch, "llama") && !g_str_equal (arch, "granitemoe");
+  /* Granite's multipliers (1 and 1/sqrt(D) for the others) */
+  const double emb_scale = hp->embedding_scale, res_scale = hp->residual_scale;
+  const double att_scale = hp->attention_scale, logit_scale = hp->logit_scale;
 
   double *logits = g_new0 (double, (int64_t) n_tokens * V);
   double *kc = g_new0 (double, (int64_t) L * n_tokens * kv_dim);
@@ -176,7 +179,8 @@ rs_reference_forward (const RsModel *model, const int32_t *tokens, int n_tokens,
   for (int t = 0; t < n_tokens; t++)
     {
       g_autofree double *emb = dequant_matrix (rs_model_token_embd (model), tokens[t], 1, E);
-      memcpy (x, emb, E * sizeof (double));
+      for (int64_t i = 0; i < E; i++)
+        x[i] = emb[i] * emb_scale;
       for (int il = 0; il < L; il++)
         {
           const RsLayerTensors *T = rs_model_layer (model, il);
@@ -217,7 +221,7 @@ rs_reference_forward (const RsModel *model, const int32_t *tokens, int n_tokens,
                   double d = 0.0;
                   for (int64_t c = 0; c < D; c++)
                     d += q[hh * D + c] * kj[c];
-                  s[j] = d / sqrt ((double) D);
+                  s[j] = d * att_scale;
                 }
               softmax (s, t + 1);
               for (int64_t c = 0; c < D; c++)
@@ -230,7 +234,7 @@ rs_reference_forward (const RsModel *model, const int32_t *tokens, int n_tokens,
             }
           matvec (T->wo, 0, E, q_dim, att, o);
           for (int64_t i = 0; i < E; i++)
-            x[i] += o[i];
+            x[i] += res_scale * o[i];
 
           memcpy (h, x, E * sizeof (double));
           rmsnorm (h, fn, E, hp->rms_eps);
@@ -288,12 +292,14 @@ rs_reference_forward (const RsModel *model, const int32_t *tokens, int n_tokens,
                 }
             }
           for (int64_t i = 0; i < E; i++)
-            x[i] += acc[i];
+            x[i] += res_scale * acc[i];
         }
       g_autofree double *on = vec (rs_model_output_norm (model));
       memcpy (h, x, E * sizeof (double));
       rmsnorm (h, on, E, hp->rms_eps);
       matvec (rs_model_output (model), 0, V, E, h, logits + (int64_t) t * V);
+      for (int64_t i = 0; i < V; i++)
+        logits[(int64_t) t * V + i] /= logit_scale;
     }
   g_free (kc);
   g_free (vc);

@@ -361,6 +361,7 @@ main (int argc, char **argv)
   g_test_add_data_func ("/engine/qwen2moe", "qwen2moe", test_arch);
   g_test_add_data_func ("/engine/qwen3moe", "qwen3moe", test_arch);
   g_test_add_data_func ("/engine/mixtral", "llama", test_arch);
+  g_test_add_data_func ("/engine/granitemoe", "granitemoe", test_arch);
   g_test_add_func ("/engine/dense-first-and-tied", test_dense_first_and_tied);
   g_test_add_func ("/engine/bad-inputs", test_bad_inputs);
   g_test_add_func ("/engine/cancel", test_cancel);
@@ -370,6 +371,7 @@ main (int argc, char **argv)
     "qwen2moe-F32", "qwen2moe-F16", "qwen2moe-Q8_0", "qwen2moe-Q4_K",
     "qwen3moe-F32", "qwen3moe-F16", "qwen3moe-Q8_0", "qwen3moe-Q4_K",
     "llama-F32", "llama-F16", "llama-Q8_0", "llama-Q4_K",
+    "granitemoe-F32", "granitemoe-F16", "granitemoe-Q8_0", "granitemoe-Q4_K",
   };
   for (gsize i = 0; i < G_N_ELEMENTS (vectors); i++)
     {
