@@ -115,7 +115,6 @@ qdot_max_tokens (RsType type)
   }
 }
 
-
 static size_t
 round_up (size_t n, size_t to)
 {
@@ -232,8 +231,8 @@ qdot_convert (QdotStep *st)
   for (int64_t spins = 0;
        atomic_load_explicit (&st->pieces_done, memory_order_acquire) < st->n_pieces; spins++) {
     cpu_relax ();
-    if (spins > 100000)
-      sched_yield (); /* the holder was preempted */
+    if (spins > 4096)
+      sched_yield (); /* some 100 us: the holder was likely preempted */
   }
 }
 
