@@ -29,7 +29,8 @@ make_heatmap_plot (int rows, int cols, RsColormap map, bool log_scale)
   rs_plot_set_x_label (plot, "expert");
   rs_plot_set_y_label (plot, "layer");
   g_autofree float *v = make_matrix (rows, cols);
-  v[1] = NAN; /* a blank cell */
+  if (rows * cols > 1)
+    v[1] = NAN; /* a blank cell */
   rs_plot_set_heatmap (plot, v, rows, cols, map, log_scale, "tokens routed");
   return plot;
 }
