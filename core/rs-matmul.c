@@ -54,6 +54,10 @@
 #define TILE_MAX_ROWS      256
 #define TOKEN_BLOCK        64   /* converted activation rows kept in L2 at a time */
 #define L1_WEIGHT_BYTES    (16 * 1024) /* weight rows kept in L1 while tokens go by */
+/* Below this many weight bytes x tokens a step runs on the caller alone:
+ * a few us of work, less than waking and joining the workers costs
+ * (router logits, a shared-expert gate of one row). */
+#define INLINE_WORK_BYTES  (32 * 1024)
 
 /* One activation row to convert: @src (n_cols floats) -> @dst. */
 typedef struct {
@@ -290,9 +294,11 @@ qdot_run (RsThreadPool *pool, QdotStep *st, QdotJob *jobs, int n_jobs,
 {
   const int nth = rs_thread_pool_n_threads (pool);
 
-  int64_t total_rows = 0;
-  for (int j = 0; j < n_jobs; j++)
+  int64_t total_rows = 0, work_bytes = 0;
+  for (int j = 0; j < n_jobs; j++) {
     total_rows += jobs[j].n_rows;
+    work_bytes += jobs[j].n_rows * (int64_t) jobs[j].w_stride * jobs[j].n_tokens;
+  }
   int64_t chunk_rows = total_rows / ((int64_t) nth * CHUNKS_PER_THREAD);
   chunk_rows = MAX (ROW_GRAIN, (chunk_rows + ROW_GRAIN - 1) / ROW_GRAIN * ROW_GRAIN);
 
@@ -324,7 +330,10 @@ qdot_run (RsThreadPool *pool, QdotStep *st, QdotJob *jobs, int n_jobs,
 
   if (n_chunks == 0 && n_pieces == 0)
     return;
-  rs_thread_pool_run (pool, qdot_worker, st);
+  if (work_bytes < INLINE_WORK_BYTES)
+    qdot_worker (st, 0, 1);
+  else
+    rs_thread_pool_run (pool, qdot_worker, st);
 }
 
 /* ---- gemm path ---- */
