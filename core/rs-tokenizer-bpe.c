@@ -59,34 +59,8 @@ rs_merge_index_insert (RsMergeIndex *merges, int32_t left, int32_t right, int32_
   }
 }
 
-/* The pairs that may merge, in a tournament tree over the positions of
- * their left symbols: leaf i holds rank << 32 | i for the pair starting at
- * symbol i (UINT64_MAX when it has no merge), each node the least of its
- * children, so the root is the pair to merge next: the lowest rank, then
- * the leftmost, as in llama.cpp and HF tokenizers. Unlike a heap it never
- * holds stale pairs, and merges next to each other touch the same nodes,
- * which keeps long pieces (a megabyte of spaces) fast. */
-typedef struct {
-  uint64_t *nodes;     /* [2 * size]; node 1 is the root, leaves from size */
-  int32_t  *results;   /* [size]: the token a pair at i merges into */
-  uint32_t  size;
-} PairTree;
-
-static inline void
-tree_set (PairTree *tree, uint32_t leaf, uint64_t key)
-{
-  uint32_t i = tree->size + leaf;
-  tree->nodes[i] = key;
-  for (i >>= 1; i >= 1; i >>= 1) {
-    uint64_t least = MIN (tree->nodes[2 * i], tree->nodes[2 * i + 1]);
-    if (tree->nodes[i] == least)
-      break;
-    tree->nodes[i] = least;
-  }
-}
-
 static inline uint64_t
-pair_key (const RsTokenizer *tok, const Symbol *symbols, int32_t left, PairTree *tree)
+pair_key (const RsTokenizer *tok, const Symbol *symbols, int32_t left, int32_t *results)
 {
   if (left < 0)
     return UINT64_MAX;
@@ -96,7 +70,7 @@ pair_key (const RsTokenizer *tok, const Symbol *symbols, int32_t left, PairTree 
   int32_t rank, result;
   if (!merge_find (&tok->merges, symbols[left].id, symbols[right].id, &rank, &result))
     return UINT64_MAX;
-  tree->results[left] = result;
+  results[left] = result;
   return (uint64_t) (uint32_t) rank << 32 | (uint32_t) left;
 }
 
@@ -131,34 +105,31 @@ encode_piece (const RsTokenizer *tok, const uint8_t *piece, uint32_t len, Scratc
     symbols[i].next = i + 1 == len ? -1 : (int32_t) i + 1;
   }
 
-  PairTree tree;
-  tree.size = 1;
-  while (tree.size < len)
-    tree.size *= 2;
-  g_array_set_size (scratch->nodes, 2 * tree.size);
-  g_array_set_size (scratch->results, tree.size);
-  tree.nodes = (uint64_t *) scratch->nodes->data;
-  tree.results = (int32_t *) scratch->results->data;
-  for (uint32_t i = 0; i < tree.size; i++)
-    tree.nodes[tree.size + i] = i < len ? pair_key (tok, symbols, (int32_t) i, &tree) : UINT64_MAX;
-  for (uint32_t i = tree.size - 1; i >= 1; i--)
-    tree.nodes[i] = MIN (tree.nodes[2 * i], tree.nodes[2 * i + 1]);
+  /* The pair tree (see rs-tokenizer-private.h) keyed by merge rank; the
+   * token each pair makes is kept beside it. */
+  RsPairTree tree;
+  rs_pair_tree_init (&tree, scratch->nodes, len);
+  g_array_set_size (scratch->results, len);
+  int32_t *results = (int32_t *) scratch->results->data;
+  for (uint32_t i = 0; i < len; i++)
+    tree.nodes[tree.size + i] = pair_key (tok, symbols, (int32_t) i, results);
+  rs_pair_tree_build (&tree);
 
   while (tree.nodes[1] != UINT64_MAX) {
     int32_t left_index = (int32_t) (uint32_t) tree.nodes[1];
     Symbol *left = &symbols[left_index];
     int32_t right_index = left->next;
     Symbol *right = &symbols[right_index];
-    left->id = tree.results[left_index];
+    left->id = results[left_index];
     left->len += right->len;
     right->len = 0;
     left->next = right->next;
     if (right->next >= 0)
       symbols[right->next].prev = left_index;
-    tree_set (&tree, (uint32_t) right_index, UINT64_MAX);
-    tree_set (&tree, (uint32_t) left_index, pair_key (tok, symbols, left_index, &tree));
+    rs_pair_tree_set (&tree, (uint32_t) right_index, UINT64_MAX);
+    rs_pair_tree_set (&tree, (uint32_t) left_index, pair_key (tok, symbols, left_index, results));
     if (left->prev >= 0)
-      tree_set (&tree, (uint32_t) left->prev, pair_key (tok, symbols, left->prev, &tree));
+      rs_pair_tree_set (&tree, (uint32_t) left->prev, pair_key (tok, symbols, left->prev, results));
   }
 
   /* A byte whose character is missing from the vocabulary is dropped, as

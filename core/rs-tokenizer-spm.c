@@ -2,7 +2,8 @@
  *
  * The text starts as one symbol per UTF-8 character. Repeatedly, of all
  * adjacent pairs whose joined text is a vocabulary entry, the pair with
- * the highest score is joined (ties: the leftmost). What is left are
+ * the highest score is joined (ties: the leftmost), picked from the pair
+ * tree of rs-tokenizer-private.h. What is left are
  * vocabulary entries, except single characters that have no entry: those
  * become their bytes' <0xNN> tokens.
  *
@@ -17,75 +18,35 @@ typedef struct {
   int32_t  prev, next;  /* neighbours in the chain, -1 at the ends */
 } Symbol;
 
-typedef struct {
-  float    score;
-  int32_t  left, right;
-  uint32_t len;         /* joined length when queued: a mismatch later means the pair is stale */
-} Candidate;
-
-/* Whether @a is joined before @b. */
-static inline gboolean
-candidate_first (const Candidate *a, const Candidate *b)
+/* Pair priority for the pair tree: a higher score sorts first, so the
+ * float's order is mapped onto unsigned integers and reversed. */
+static inline uint32_t
+score_priority (float score)
 {
-  if (a->score != b->score)
-    return a->score > b->score;
-  return a->left < b->left;
+  if (score == 0.0f)
+    score = 0.0f; /* -0 and +0 tie, as they compare equal */
+  uint32_t bits;
+  memcpy (&bits, &score, sizeof bits);
+  uint32_t ascending = (bits & 0x80000000u) ? ~bits : bits | 0x80000000u;
+  return ~ascending;
 }
 
-static void
-heap_push (GArray *heap, Candidate c)
+/* The pair starting at symbol @left, when its joined text is a piece. */
+static inline uint64_t
+pair_key (const RsTokenizer *tok, const char *text, const Symbol *symbols, int32_t left)
 {
-  g_array_append_val (heap, c);
-  Candidate *h = (Candidate *) heap->data;
-  guint i = heap->len - 1;
-  while (i > 0) {
-    guint parent = (i - 1) / 2;
-    if (!candidate_first (&h[i], &h[parent]))
-      break;
-    Candidate t = h[i]; h[i] = h[parent]; h[parent] = t;
-    i = parent;
-  }
-}
-
-static Candidate
-heap_pop (GArray *heap)
-{
-  Candidate *h = (Candidate *) heap->data;
-  Candidate top = h[0];
-  h[0] = h[heap->len - 1];
-  g_array_set_size (heap, heap->len - 1);
-  guint n = heap->len, i = 0;
-  for (;;) {
-    guint l = 2 * i + 1, r = l + 1, best = i;
-    if (l < n && candidate_first (&h[l], &h[best]))
-      best = l;
-    if (r < n && candidate_first (&h[r], &h[best]))
-      best = r;
-    if (best == i)
-      break;
-    Candidate t = h[i]; h[i] = h[best]; h[best] = t;
-    i = best;
-  }
-  return top;
-}
-
-static void
-try_pair (const RsTokenizer *tok, const char *text, const Symbol *symbols,
-          int32_t left, int32_t right, GArray *heap)
-{
-  if (left < 0 || right < 0)
-    return;
-  uint32_t len = symbols[left].len + symbols[right].len;
-  int32_t id = rs_token_index_find (tok, text + symbols[left].start, len);
+  if (left < 0 || symbols[left].next < 0)
+    return UINT64_MAX;
+  const Symbol *l = &symbols[left], *r = &symbols[l->next];
+  int32_t id = rs_token_index_find (tok, text + l->start, l->len + r->len);
   if (id < 0)
-    return;
-  Candidate c = { tok->scores[id], left, right, len };
-  heap_push (heap, c);
+    return UINT64_MAX;
+  return (uint64_t) score_priority (tok->scores[id]) << 32 | (uint32_t) left;
 }
 
 typedef struct {
   GArray  *symbols;
-  GArray  *heap;
+  GArray  *nodes;
   gboolean previous_was_unknown;
 } Scratch;
 
@@ -102,23 +63,26 @@ encode_segment (const RsTokenizer *tok, const char *text, size_t len, Scratch *s
   }
   Symbol *symbols = (Symbol *) scratch->symbols->data;
 
-  GArray *heap = scratch->heap;
-  g_array_set_size (heap, 0);
-  for (guint i = 1; i < scratch->symbols->len; i++)
-    try_pair (tok, text, symbols, (int32_t) i - 1, (int32_t) i, heap);
+  RsPairTree tree;
+  rs_pair_tree_init (&tree, scratch->nodes, scratch->symbols->len);
+  for (guint i = 0; i < scratch->symbols->len; i++)
+    tree.nodes[tree.size + i] = pair_key (tok, text, symbols, (int32_t) i);
+  rs_pair_tree_build (&tree);
 
-  while (heap->len > 0) {
-    Candidate c = heap_pop (heap);
-    Symbol *left = &symbols[c.left], *right = &symbols[c.right];
-    if (left->len == 0 || right->len == 0 || left->len + right->len != c.len)
-      continue;
+  while (tree.nodes[1] != UINT64_MAX) {
+    int32_t left_index = (int32_t) (uint32_t) tree.nodes[1];
+    Symbol *left = &symbols[left_index];
+    int32_t right_index = left->next;
+    Symbol *right = &symbols[right_index];
     left->len += right->len;
     right->len = 0;
     left->next = right->next;
     if (right->next >= 0)
-      symbols[right->next].prev = c.left;
-    try_pair (tok, text, symbols, left->prev, c.left, heap);
-    try_pair (tok, text, symbols, c.left, left->next, heap);
+      symbols[right->next].prev = left_index;
+    rs_pair_tree_set (&tree, (uint32_t) right_index, UINT64_MAX);
+    rs_pair_tree_set (&tree, (uint32_t) left_index, pair_key (tok, text, symbols, left_index));
+    if (left->prev >= 0)
+      rs_pair_tree_set (&tree, (uint32_t) left->prev, pair_key (tok, text, symbols, left->prev));
   }
 
   /* SentencePiece gives one unknown token for a run of characters it
@@ -155,7 +119,7 @@ rs_tokenizer_spm_encode (const RsTokenizer *tok, const char *text, size_t len, G
     return;
   Scratch scratch = {
     g_array_new (FALSE, FALSE, sizeof (Symbol)),
-    g_array_new (FALSE, FALSE, sizeof (Candidate)),
+    g_array_new (FALSE, FALSE, sizeof (uint64_t)),
     FALSE,
   };
 
@@ -177,5 +141,5 @@ rs_tokenizer_spm_encode (const RsTokenizer *tok, const char *text, size_t len, G
     encode_segment (tok, text + start, len - start, &scratch, ids);
   }
   g_array_unref (scratch.symbols);
-  g_array_unref (scratch.heap);
+  g_array_unref (scratch.nodes);
 }
