@@ -31,6 +31,8 @@ const RsTraceArrayInfo rs_trace_arrays[RS_TRACE_N_ARRAYS] = {
 void
 rs_trace_fill_absent (const RsTraceArrayInfo *info, void *dst, int64_t n)
 {
+  if (n <= 0)
+    return;  /* dst may be NULL then */
   switch (info->elem)
     {
     case RS_TRACE_U8:

@@ -30,7 +30,9 @@ typedef struct {
   /* per token */
   GArray    *token_ids;     /* int32  [T] */
   GPtrArray *token_text;    /* char * [T] UTF-8 text of the token (its complete characters;
-                               a token inside a character shows its bytes as <0xNN>) */
+                               a token inside a character shows its bytes as <0xNN>); NULL
+                               where not known (rs_trace_append_tokens leaves NULL for the
+                               recorder to set; writers show it as "") */
   GArray    *is_prompt;     /* uint8  [T] 1 for prompt tokens */
   GArray    *token_prob;    /* float  [T] probability the model gave this token when it was
                                generated (NaN for prompt tokens) */
@@ -57,7 +59,9 @@ typedef struct {
 
 /* An empty trace for a model of @n_layer layers and @n_expert experts,
  * @k_slots >= @k_model selected-expert slots per (token, layer). With
- * @full, every array is allocated; without, only token ids and topk. */
+ * @full, every array is recorded; without, only token ids, text, prompt
+ * flags and topk_ids (the others stay at length 0). Traces come only
+ * from here, rs_trace_load_npz and the importers (never a bare RsTrace). */
 RsTrace *rs_trace_new  (int n_layer, int n_expert, int k_model, int k_slots, gboolean full);
 void     rs_trace_free (RsTrace *trace);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RsTrace, rs_trace_free)

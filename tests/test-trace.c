@@ -205,7 +205,7 @@ assert_same_array (const GArray *a, const GArray *b, const char *what)
   g_assert_cmpuint (g_array_get_element_size ((GArray *) a), ==,
                     g_array_get_element_size ((GArray *) b));
   /* Bytewise: NaN equals NaN, and no value may change at all. */
-  if (memcmp (a->data, b->data, (size_t) a->len * g_array_get_element_size ((GArray *) a)) != 0)
+  if (a->len > 0 && memcmp (a->data, b->data, (size_t) a->len * g_array_get_element_size ((GArray *) a)) != 0)
     g_error ("array %s differs", what);
 }
 
