@@ -806,7 +806,7 @@ rs_plot_draw (RsPlot *plot, cairo_t *cr, double width, double height)
     if (plot->colorbar_label && *plot->colorbar_label) {
       g_autofree char *t = fit_text (cr, plot->colorbar_label, MAX (chh, 10));
       cairo_save (cr);
-      cairo_translate (cr, cx + cb_w + 3 + pad + cb_labels_w, cy + chh / 2);
+      cairo_translate (cr, cx + cb_w + 3 + pad + cb_labels_w + font, cy + chh / 2);
       cairo_rotate (cr, G_PI / 2);
       draw_text (cr, t, 0, 0, 0.5, 0, font);
       cairo_restore (cr);
