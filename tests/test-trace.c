@@ -43,6 +43,7 @@
  */
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
+#include <locale.h>
 #include <math.h>
 #include <signal.h>
 #include <string.h>
@@ -685,6 +686,18 @@ test_csv (void)
         }
   g_assert_cmpint (row, ==, n);
 
+  /* A comma-decimal locale does not leak into the file. */
+  g_autofree char *saved = g_strdup (setlocale (LC_NUMERIC, NULL));
+  if (setlocale (LC_NUMERIC, "de_DE.UTF-8") != NULL || setlocale (LC_NUMERIC, "fr_FR.UTF-8") != NULL)
+    {
+      g_assert_true (rs_trace_save (tr, path, RS_TRACE_FORMAT_CSV, &error));
+      setlocale (LC_NUMERIC, saved);
+      g_auto (GStrv) llines = read_lines (path, &n);
+      g_assert_cmpstr (llines[1], ==, lines[1]);
+    }
+  else
+    g_test_message ("no comma-decimal locale installed: locale check skipped");
+
   /* Without full: weight and the rest are empty cells. */
   g_autoptr (RsTrace) part = make_trace (FALSE);
   g_assert_true (rs_trace_save (part, path, RS_TRACE_FORMAT_CSV, &error));
@@ -722,6 +735,15 @@ test_save_unwritable (void)
   g_assert_false (rs_trace_save (tr, under, RS_TRACE_FORMAT_CSV, &error));
   assert_error_mentions (error, RS_ERROR_IO, under);
   g_clear_error (&error);
+
+  /* A trace resized by hand is refused, and nothing is written. */
+  g_autofree char *odd = g_build_filename (dir, "odd.jsonl", NULL);
+  g_autoptr (RsTrace) broken = make_trace (TRUE);
+  g_array_set_size (broken->router_scores, 7);
+  g_assert_false (rs_trace_save (broken, odd, RS_TRACE_FORMAT_JSONL, &error));
+  assert_error_mentions (error, RS_ERROR_INVALID, "router_scores");
+  g_clear_error (&error);
+  g_assert_false (g_file_test (odd, G_FILE_TEST_EXISTS));
 
   g_autofree char *ro = g_build_filename (dir, "ro", NULL);
   g_assert_cmpint (g_mkdir (ro, 0555), ==, 0);
