@@ -21,6 +21,7 @@ static const struct {
   { "bench", rs_cli_bench, "measure prefill and decode tokens/s" },
   { "trace", rs_cli_trace, "run a prompt and save its routing trace (.npz, .jsonl, .csv)" },
   { "compare", rs_cli_compare, "run a prompt untouched and steered, side by side" },
+  { "import", rs_cli_import, "convert routing captured by vLLM or SGLang into a trace file" },
 };
 
 int

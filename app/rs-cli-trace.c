@@ -282,3 +282,41 @@ rs_cli_compare (int argc, char **argv)
   printf ("mean KL %.4g nats, top-1 agreement %d/%u\n", kl_sum / MAX (kl->len, 1), n_agree, kl->len);
   return 0;
 }
+
+/* ---- import ------------------------------------------------------------- */
+
+/* Routing captured by a serving engine, converted to a Routescope trace
+ * file that `analyze` and the workbench read. */
+int
+rs_cli_import (int argc, char **argv)
+{
+  char *vllm = NULL, *sglang = NULL, *out_path = NULL;
+  int n_layer = 0, n_expert = 0;
+  GOptionEntry entries[] = {
+    { "vllm", 0, 0, G_OPTION_ARG_FILENAME, &vllm, "vLLM routed experts (.npy, .npz or a saved response)", "FILE" },
+    { "sglang", 0, 0, G_OPTION_ARG_FILENAME, &sglang, "SGLang /generate response with return_routed_experts (.json)", "FILE" },
+    { "layers", 0, 0, G_OPTION_ARG_INT, &n_layer, "Layers of the model (SGLang's flat array needs it)", "L" },
+    { "experts", 0, 0, G_OPTION_ARG_INT, &n_expert, "Experts per layer (default: largest id + 1)", "E" },
+    { "output", 'o', 0, G_OPTION_ARG_FILENAME, &out_path, "Trace file: .npz, .jsonl or .csv", "OUT" },
+    { NULL }
+  };
+  g_autoptr (GOptionContext) ctx = g_option_context_new ("- convert routing captured by vLLM or SGLang");
+  g_option_context_add_main_entries (ctx, entries, NULL);
+  g_autoptr (GError) error = NULL;
+  if (!g_option_context_parse (ctx, &argc, &argv, &error))
+    return rs_cli_fail (error->message);
+  RsTraceFormat format;
+  if ((vllm == NULL) == (sglang == NULL))
+    return rs_cli_fail ("import takes one of --vllm FILE or --sglang FILE");
+  if (out_path == NULL || !rs_trace_format_from_path (out_path, &format))
+    return rs_cli_fail ("import needs -o OUT.npz, OUT.jsonl or OUT.csv");
+  if (sglang != NULL && n_layer <= 0)
+    return rs_cli_fail ("--sglang needs --layers L (the flat array does not say)");
+  g_autoptr (RsTrace) tr = vllm ? rs_trace_import_vllm (vllm, n_expert, &error)
+                                : rs_trace_import_sglang (sglang, n_layer, n_expert, &error);
+  if (tr == NULL || !rs_trace_save (tr, out_path, format, &error))
+    return rs_cli_fail (error->message);
+  fprintf (stderr, "%s: %" G_GINT64_FORMAT " tokens x %d layers x %d slots, %d experts\n",
+           out_path, tr->n_tokens, tr->n_layer, tr->k_slots, tr->n_expert);
+  return 0;
+}

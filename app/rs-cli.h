@@ -19,6 +19,7 @@ int rs_cli_generate (int argc, char **argv);
 int rs_cli_bench    (int argc, char **argv);
 int rs_cli_trace    (int argc, char **argv);
 int rs_cli_compare  (int argc, char **argv);
+int rs_cli_import   (int argc, char **argv);
 
 /* Prints "routescope-cli: MESSAGE" to stderr and returns 1. */
 int rs_cli_fail (const char *message);
