@@ -226,6 +226,10 @@ rs_application_startup (GApplication *app)
     { "win.focus-prompt", { "<Primary>l", NULL } },
     { "win.show-view::load", { "<Alt>1", NULL } },
     { "win.show-view::token", { "<Alt>2", NULL } },
+    { "win.show-view::align", { "<Alt>3", NULL } },
+    { "win.show-view::super", { "<Alt>4", NULL } },
+    { "win.show-view::consistency", { "<Alt>5", NULL } },
+    { "win.show-view::compare", { "<Alt>6", NULL } },
   };
   for (gsize i = 0; i < G_N_ELEMENTS (accels); i++)
     gtk_application_set_accels_for_action (GTK_APPLICATION (app), accels[i].action, accels[i].accels);

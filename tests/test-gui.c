@@ -307,6 +307,78 @@ test_screenshot (void)
 }
 
 static gboolean
+align_done (gpointer data)
+{
+  RsAlignView *view = rs_window_get_align_view (window);
+  return !rs_align_view_is_running (view) && worker_settled (NULL);
+}
+
+static gboolean
+effect_measured (gpointer data)
+{
+  const char *text = rs_compare_view_get_effect_text (rs_window_get_compare_view (window));
+  return text != NULL && worker_settled (NULL);
+}
+
+/* The views of core's analyses: each computes, draws and exports. */
+static void
+test_analysis_views (void)
+{
+  static const char *const views[] = { "super", "consistency", "compare" };
+  for (guint i = 0; i < G_N_ELEMENTS (views); i++)
+    {
+      rs_window_set_view (window, views[i]);
+      settle_frames ();
+      g_autofree char *shot = g_strdup_printf ("gui-screenshot-%s.png", views[i]);
+      save_screenshot (GTK_WIDGET (window), shot);
+      g_autofree char *svg = g_build_filename (tmpdir, "view.svg", NULL);
+      activate ("export-figure-to", g_variant_new_string (svg));
+      g_assert_null (rs_window_get_error (window));
+      check_file (svg, "<?xml", 5);
+      g_unlink (svg);
+    }
+
+  /* the interventions' effect on the prompt, measured by the engine */
+  RsCompareView *compare = rs_window_get_compare_view (window);
+  rs_compare_view_measure (compare, "hello world the file could not be opened");
+  g_assert_true (wait_until (effect_measured, NULL, 60));
+  g_test_message ("%s", rs_compare_view_get_effect_text (compare));
+  g_assert_nonnull (strstr (rs_compare_view_get_effect_text (compare), "Perplexity of the prompt"));
+
+  /* cross-lingual alignment over a small parallel corpus, on the worker */
+  g_autofree char *corpus = g_build_filename (tmpdir, "corpus.tsv", NULL);
+  g_assert_true (g_file_set_contents (corpus,
+    "a\ten\tThe file could not be opened.\n"
+    "a\tde\tDie Datei konnte nicht geöffnet werden.\n"
+    "a\tes\tNo se pudo abrir el archivo.\n"
+    "b\ten\tSave your changes before closing.\n"
+    "b\tde\tSpeichern Sie Ihre Änderungen vor dem Schließen.\n"
+    "b\tes\tGuarde los cambios antes de cerrar.\n"
+    "c\ten\tThe network is unreachable.\n"
+    "c\tde\tDas Netzwerk ist nicht erreichbar.\n"
+    "c\tes\tLa red no está disponible.\n", -1, NULL));
+  rs_window_set_view (window, "align");
+  RsAlignView *align = rs_window_get_align_view (window);
+  rs_align_view_set_corpus (align, corpus);
+  rs_align_view_run (align, 0);
+  g_assert_true (wait_until (align_done, NULL, 120));
+  g_assert_null (rs_align_view_get_error (align));
+  const RsAlignResult *r = rs_align_view_get_result (align);
+  g_assert_nonnull (r);
+  g_assert_cmpint (r->n_lang, ==, 3);
+  g_assert_cmpint (r->n_ids, ==, 3);
+  g_assert_cmpstr (r->langs[r->ref], ==, "en");
+  for (int g = 0; g < r->n_lang; g++)
+    for (int l = 0; l < r->n_layer; l++)
+      if (g != r->ref && r->has_experts[l])
+        g_assert_true (isfinite (r->jsd[RS_IMPORTANCE_MEAN_PROB][g * r->n_layer + l]));
+  settle_frames ();
+  save_screenshot (GTK_WIDGET (window), "gui-screenshot-align.png");
+  g_unlink (corpus);
+  rs_window_set_view (window, "load");
+}
+
+static gboolean
 error_shown (gpointer data)
 {
   return rs_window_get_error (window) != NULL && worker_settled (NULL);
@@ -409,6 +481,7 @@ main (int argc, char **argv)
   g_test_add_func ("/gui/disable-expert", test_disable_expert);
   g_test_add_func ("/gui/export", test_export);
   g_test_add_func ("/gui/screenshot", test_screenshot);
+  g_test_add_func ("/gui/analysis-views", test_analysis_views);
   g_test_add_func ("/gui/bad-model", test_bad_model);
   g_test_add_func ("/gui/pause-and-close-while-running", test_pause_and_close_while_running);
   int status = g_test_run ();

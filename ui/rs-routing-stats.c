@@ -224,6 +224,29 @@ jaccard_distance (const int32_t *a, const int32_t *b, int K)
   return uni > 0 ? 1.0 - (double) inter / uni : 0.0;
 }
 
+void
+rs_layer_agreement (const RsTrace *tr, double *same, double *overlap)
+{
+  const int L = tr->n_layer, K = tr->k_slots;
+  for (int l = 0; l < L; l++)
+    {
+      int64_t n = 0, n_same = 0;
+      double sum = 0;
+      for (int64_t t = 0; t < tr->n_tokens && has (tr->base_topk_ids); t++)
+        {
+          const int32_t *a = IDS (tr) + (t * L + l) * K;
+          const int32_t *b = (const int32_t *) tr->base_topk_ids->data + (t * L + l) * K;
+          if (a[0] < 0 && b[0] < 0)
+            continue;
+          n++;
+          n_same += same_set (a, b, K);
+          sum += 1.0 - jaccard_distance (a, b, K);
+        }
+      same[l] = n > 0 ? (double) n_same / n : NAN;
+      overlap[l] = n > 0 ? sum / n : NAN;
+    }
+}
+
 gboolean
 rs_token_routing_changed (const RsTrace *tr, int64_t t)
 {

@@ -66,6 +66,11 @@ gboolean rs_token_routing_changed (const RsTrace *trace, int64_t t);
 /* Number of layers whose selection differs, and a text "layer 3: 5, 7 → 2, 7; ..." */
 int rs_token_routing_changes (const RsTrace *trace, int64_t t, GString *text);
 
+/* Per layer [L]: the fraction of tokens whose experts are the ones the
+ * untouched router chose, and the mean Jaccard overlap of the two sets
+ * (NaN for layers without experts or without tokens). */
+void rs_layer_agreement (const RsTrace *trace, double *same, double *overlap);
+
 typedef enum {
   RS_TOKEN_STAT_ENTROPY,     /* mean over MoE layers of the entropy of softmax(router logits), nats */
   RS_TOKEN_STAT_TOP_EXPERT,  /* the top expert at a layer (categorical) */

@@ -78,6 +78,7 @@ typedef enum {
   CMD_REPLAY,
   CMD_SET_IVS,
   CMD_SAVE,
+  CMD_JOB,
   CMD_QUIT,
 } CmdKind;
 
@@ -89,12 +90,18 @@ typedef struct {
   int           n;       /* step count, run maximum, threads */
   GArray       *ivs;     /* RsIntervention */
   RsTraceFormat format;
-  GTask        *task;    /* save */
+  GTask        *task;    /* save, job */
+  RsWorkerJobFunc job;
+  gpointer      job_data;
+  GDestroyNotify job_data_free;
+  GDestroyNotify result_free;
 } Cmd;
 
 static void
 cmd_free (Cmd *c)
 {
+  if (c->job_data_free && c->job_data)
+    c->job_data_free (c->job_data);
   g_free (c->path);
   g_free (c->prompt);
   if (c->ivs)
@@ -112,6 +119,7 @@ typedef struct {
   gint            cancel_load_serial;
   GMutex          run_lock;      /* guards run for rs_run_cancel from the main thread */
   RsRun          *run;
+  GCancellable   *job_cancel;    /* the running job's, under run_lock */
   RsSessionWorker *owner;        /* main thread only; NULL once disposed */
 
   /* worker thread only */
@@ -179,6 +187,7 @@ enum {
   SIG_TRACE_CHANGED,
   SIG_INTERVENTIONS_CHANGED,
   SIG_ERROR,
+  SIG_JOB_PROGRESS,
   N_SIGNALS
 };
 static guint signals[N_SIGNALS];
@@ -205,6 +214,7 @@ typedef enum {
   MSG_STATE,
   MSG_IVS,
   MSG_ERROR,
+  MSG_JOB_PROGRESS,
   MSG_DONE,
 } MsgKind;
 
@@ -319,6 +329,9 @@ msg_dispatch (gpointer data)
       break;
     case MSG_ERROR:
       g_signal_emit (self, signals[SIG_ERROR], 0, m->error);
+      break;
+    case MSG_JOB_PROGRESS:
+      g_signal_emit (self, signals[SIG_JOB_PROGRESS], 0, m->fraction);
       break;
     case MSG_DONE:
       if (self->pending > 0)
@@ -613,6 +626,59 @@ do_save (Shared *s, Cmd *c)
     g_task_return_error (c->task, error);
 }
 
+typedef struct {
+  Shared *s;
+  int     last_permille;
+} JobProgress;
+
+static void
+job_progress (void *data, int64_t done, int64_t total)
+{
+  JobProgress *jp = data;
+  int permille = total > 0 ? (int) (1000 * done / total) : 0;
+  if (permille == jp->last_permille)
+    return;
+  jp->last_permille = permille;
+  Msg *m = msg_new (jp->s, MSG_JOB_PROGRESS);
+  m->fraction = permille / 1000.0;
+  post (m);
+}
+
+static void
+do_job (Shared *s, Cmd *c)
+{
+  if (s->model == NULL)
+    {
+      g_task_return_new_error (c->task, RS_ERROR, RS_ERROR_INVALID, "%s", _("Open a model first"));
+      return;
+    }
+  GCancellable *cancel = g_task_get_cancellable (c->task);
+  g_autoptr (GCancellable) own = cancel ? NULL : g_cancellable_new ();
+  if (cancel == NULL)
+    cancel = own;
+  g_mutex_lock (&s->run_lock);
+  s->job_cancel = cancel;
+  g_mutex_unlock (&s->run_lock);
+  post_state (s, RS_WORKER_BUSY, FALSE);
+  RsWorkerJobContext ctx = {
+    .model = s->model, .tok = s->tok, .ivs = (const RsIntervention *) s->ivs->data, .n_ivs = s->ivs->len,
+    .n_threads = s->n_threads,
+  };
+  JobProgress jp = { s, -1 };
+  GError *error = NULL;
+  gpointer result = c->job (&ctx, job_progress, &jp, cancel, c->job_data, &error);
+  g_mutex_lock (&s->run_lock);
+  s->job_cancel = NULL;
+  g_mutex_unlock (&s->run_lock);
+  if (result != NULL)
+    g_task_return_pointer (c->task, result, c->result_free);
+  else if (error != NULL)
+    g_task_return_error (c->task, error);
+  else
+    g_task_return_new_error (c->task, G_IO_ERROR, G_IO_ERROR_FAILED, "the job returned nothing");
+  post_state (s, RS_WORKER_IDLE, FALSE);
+}
+
 /* Handles what may act between two tokens; keeps the rest for later.
  * Returns FALSE when a command that ends the current run is waiting. */
 static gboolean
@@ -804,6 +870,12 @@ worker_main (gpointer data)
         case CMD_SAVE:
           do_save (s, c);
           break;
+        case CMD_JOB:
+          if (!stopped (s, c->serial))
+            do_job (s, c);
+          else
+            g_task_return_new_error (c->task, G_IO_ERROR, G_IO_ERROR_CANCELLED, "%s", _("Cancelled"));
+          break;
         case CMD_QUIT:
           quit = TRUE;
           break;
@@ -897,15 +969,45 @@ rs_session_worker_pause (RsSessionWorker *self)
   g_atomic_int_set (&self->shared->pause_serial, self->serial);
 }
 
+static void
+cancel_running (Shared *s)
+{
+  g_mutex_lock (&s->run_lock);
+  if (s->run)
+    rs_run_cancel (s->run);
+  if (s->job_cancel)
+    g_cancellable_cancel (s->job_cancel);
+  g_mutex_unlock (&s->run_lock);
+}
+
 void
 rs_session_worker_stop (RsSessionWorker *self)
 {
   g_atomic_int_set (&self->shared->pause_serial, self->serial);
   g_atomic_int_set (&self->shared->stop_serial, self->serial);
-  g_mutex_lock (&self->shared->run_lock);
-  if (self->shared->run)
-    rs_run_cancel (self->shared->run);
-  g_mutex_unlock (&self->shared->run_lock);
+  cancel_running (self->shared);
+}
+
+void
+rs_session_worker_run_job (RsSessionWorker *self, RsWorkerJobFunc func, gpointer job_data,
+                           GDestroyNotify job_data_free, GDestroyNotify result_free, GCancellable *cancellable,
+                           GAsyncReadyCallback callback, gpointer user_data)
+{
+  Cmd *c = cmd_new (self, CMD_JOB);
+  c->task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (c->task, rs_session_worker_run_job);
+  c->job = func;
+  c->job_data = job_data;
+  c->job_data_free = job_data_free;
+  c->result_free = result_free;
+  send (self, c);
+}
+
+gpointer
+rs_session_worker_run_job_finish (RsSessionWorker *self, GAsyncResult *result, GError **error)
+{
+  g_return_val_if_fail (g_task_is_valid (result, self), NULL);
+  return g_task_propagate_pointer (G_TASK (result), error);
 }
 
 void
@@ -968,10 +1070,7 @@ rs_session_worker_shutdown (RsSessionWorker *self)
   g_atomic_int_set (&self->shared->cancel_load_serial, G_MAXINT);
   g_atomic_int_set (&self->shared->stop_serial, G_MAXINT);
   g_atomic_int_set (&self->shared->pause_serial, G_MAXINT);
-  g_mutex_lock (&self->shared->run_lock);
-  if (self->shared->run)
-    rs_run_cancel (self->shared->run);
-  g_mutex_unlock (&self->shared->run_lock);
+  cancel_running (self->shared);
   g_async_queue_push (self->shared->queue, c);
   g_thread_join (self->thread);
   self->thread = NULL;
@@ -1056,6 +1155,8 @@ rs_session_worker_class_init (RsSessionWorkerClass *klass)
                                              0, NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_INT64);
   signals[SIG_INTERVENTIONS_CHANGED] = g_signal_new ("interventions-changed", G_TYPE_FROM_CLASS (klass),
                                                      G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL, G_TYPE_NONE, 0);
+  signals[SIG_JOB_PROGRESS] = g_signal_new ("job-progress", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                                            0, NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_DOUBLE);
   signals[SIG_ERROR] = g_signal_new ("error", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
                                      0, NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_ERROR);
 }

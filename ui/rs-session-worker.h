@@ -15,6 +15,7 @@
 
 #include <gio/gio.h>
 
+#include "rs-analysis.h"
 #include "rs-intervention.h"
 #include "rs-router.h"
 #include "rs-trace.h"
@@ -88,6 +89,29 @@ void     rs_session_worker_save_trace        (RsSessionWorker *self, const char 
                                               GAsyncReadyCallback callback, gpointer user_data);
 gboolean rs_session_worker_save_trace_finish (RsSessionWorker *self, GAsyncResult *result,
                                               GError **error);
+
+/* A job that runs the engine on the worker thread (an analysis over a
+ * corpus, a perplexity): it gets the model, tokenizer and interventions
+ * the worker holds, reports progress (emitted as "job-progress") and is
+ * cancelled by rs_session_worker_stop or @cancellable. Returns the
+ * result (freed with @result_free if nobody takes it) or NULL with @error. */
+typedef struct {
+  const RsModel        *model;
+  const RsTokenizer    *tok;
+  const RsIntervention *ivs;
+  int                   n_ivs;
+  int                   n_threads;
+} RsWorkerJobContext;
+
+typedef gpointer (*RsWorkerJobFunc) (const RsWorkerJobContext *ctx, RsProgressFunc progress,
+                                     void *progress_data, GCancellable *cancellable, gpointer job_data,
+                                     GError **error);
+
+void     rs_session_worker_run_job        (RsSessionWorker *self, RsWorkerJobFunc func, gpointer job_data,
+                                           GDestroyNotify job_data_free, GDestroyNotify result_free,
+                                           GCancellable *cancellable, GAsyncReadyCallback callback,
+                                           gpointer user_data);
+gpointer rs_session_worker_run_job_finish (RsSessionWorker *self, GAsyncResult *result, GError **error);
 
 /* Stops the thread (cancelling what runs) and waits for it. Called by dispose. */
 void rs_session_worker_shutdown (RsSessionWorker *self);

@@ -6,7 +6,7 @@
  *   win.export-figure (file chooser), win.export-figure-to(s)
  *   win.save-trace (file chooser), win.save-trace-to(s)
  *   win.select-expert((ii)), win.select-token(x), win.show-view(s)
- *   win.disable-expert((ii)), win.force-expert((ii)), win.bias-expert((iid))
+ *   win.disable-expert((ii)), win.force-expert((ii)), win.bias-expert((iid)), win.disable-super-experts
  *   win.set-intervention-value((id)), win.remove-intervention(i), win.clear-interventions
  *   win.dismiss-error, win.focus-prompt
  *
@@ -20,9 +20,11 @@
 
 #include "rs-config.h"
 #include "rs-cpu.h"
+#include "rs-analysis.h"
 #include "rs-plot-widget.h"
 #include "rs-routing-stats.h"
 #include "rs-settings.h"
+#include "rs-view-util.h"
 
 struct _RsWindow {
   GtkApplicationWindow parent_instance;
@@ -47,6 +49,10 @@ struct _RsWindow {
   GtkStack          *views;
   RsHeatmapView     *heatmap_view;
   RsTokenView       *token_view;
+  RsAlignView       *align_view;
+  RsSuperView       *super_view;
+  RsConsistencyView *consistency_view;
+  RsCompareView     *compare_view;
   RsExpertInspector *inspector;
   GtkLabel          *model_label;
   GtkLabel          *state_label;
@@ -73,6 +79,10 @@ RsHeatmapView *rs_window_get_heatmap_view (RsWindow *self) { return self->heatma
 RsTokenView *rs_window_get_token_view (RsWindow *self) { return self->token_view; }
 RsTokenStrip *rs_window_get_token_strip (RsWindow *self) { return self->token_strip; }
 RsExpertInspector *rs_window_get_inspector (RsWindow *self) { return self->inspector; }
+RsAlignView *rs_window_get_align_view (RsWindow *self) { return self->align_view; }
+RsSuperView *rs_window_get_super_view (RsWindow *self) { return self->super_view; }
+RsConsistencyView *rs_window_get_consistency_view (RsWindow *self) { return self->consistency_view; }
+RsCompareView *rs_window_get_compare_view (RsWindow *self) { return self->compare_view; }
 const char *rs_window_get_error (RsWindow *self) { return self->error; }
 
 void
@@ -289,6 +299,9 @@ on_trace_changed (RsSessionWorker *worker, gint64 t0, RsWindow *self)
   rs_heatmap_view_trace_changed (self->heatmap_view, tr, t0);
   rs_token_view_trace_changed (self->token_view, tr, t0);
   rs_token_view_set_token (self->token_view, rs_token_strip_get_selected (self->token_strip));
+  rs_super_view_trace_changed (self->super_view, tr, t0);
+  rs_consistency_view_trace_changed (self->consistency_view, tr, t0);
+  rs_compare_view_trace_changed (self->compare_view, tr, t0);
   rs_expert_inspector_trace_changed (self->inspector, tr, t0);
   update_state (self);
 }
@@ -300,6 +313,10 @@ on_model_loaded (RsSessionWorker *worker, RsWindow *self)
   g_clear_pointer (&self->loading_path, g_free);
   rs_heatmap_view_set_model (self->heatmap_view, info);
   rs_token_view_set_model (self->token_view, info);
+  rs_align_view_set_model (self->align_view, info, worker);
+  rs_super_view_set_model (self->super_view, info);
+  rs_consistency_view_set_model (self->consistency_view, info);
+  rs_compare_view_set_model (self->compare_view, info, worker);
   rs_expert_inspector_set_model (self->inspector, info);
   g_array_set_size (self->chip_values, 0);
   gtk_adjustment_set_upper (gtk_spin_button_get_adjustment (self->chip_layer_spin), info->n_layer - 1);
@@ -601,6 +618,33 @@ win_remove_intervention (GSimpleAction *action, GVariant *param, gpointer data)
 }
 
 static void
+win_disable_super_experts (GSimpleAction *action, GVariant *param, gpointer data)
+{
+  RsWindow *self = data;
+  const RsTrace *tr = rs_session_worker_get_trace (self->worker);
+  if (tr == NULL)
+    return;
+  RsSuperParams params;
+  rs_super_params_init (&params);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (RsSuperResult) r = rs_super_compute (tr, &params, &error);
+  if (r == NULL)
+    {
+      rs_window_show_error (self, error->message);
+      return;
+    }
+  g_autoptr (GArray) ivs = rs_super_interventions (r);
+  for (guint i = 0; i < ivs->len; i++)
+    {
+      RsIntervention *iv = &g_array_index (ivs, RsIntervention, i);
+      iv->from_token = -1; /* from the next token, like every change made here */
+      g_array_append_val (self->ivs, *iv);
+    }
+  if (ivs->len > 0)
+    send_interventions (self);
+}
+
+static void
 win_clear_interventions (GSimpleAction *action, GVariant *param, gpointer data)
 {
   RsWindow *self = data;
@@ -616,6 +660,14 @@ current_plot (RsWindow *self)
   const char *name = gtk_stack_get_visible_child_name (self->views);
   if (g_strcmp0 (name, "token") == 0)
     return rs_token_view_get_plot_widget (self->token_view);
+  if (g_strcmp0 (name, "align") == 0)
+    return rs_align_view_get_plot_widget (self->align_view);
+  if (g_strcmp0 (name, "super") == 0)
+    return rs_super_view_get_plot_widget (self->super_view);
+  if (g_strcmp0 (name, "consistency") == 0)
+    return rs_consistency_view_get_plot_widget (self->consistency_view);
+  if (g_strcmp0 (name, "compare") == 0)
+    return rs_compare_view_get_plot_widget (self->compare_view);
   return rs_heatmap_view_get_plot_widget (self->heatmap_view);
 }
 
@@ -630,6 +682,7 @@ rs_window_export_figure (RsWindow *self, const char *path, double width, double 
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, "%s", _("Select a token first: the view is empty"));
       return FALSE;
     }
+  rs_recompute_flush_plot (pw);
   rs_plot_widget_ensure_prepared (pw);
   RsPlot *plot = rs_plot_widget_get_plot (pw);
   /* figures are for papers and slides: always the light style */
@@ -807,6 +860,7 @@ static const GActionEntry win_actions[] = {
   { "set-intervention-value", win_set_intervention_value, "(id)" },
   { "remove-intervention", win_remove_intervention, "i" },
   { "clear-interventions", win_clear_interventions },
+  { "disable-super-experts", win_disable_super_experts },
   { "dismiss-error", win_dismiss_error },
   { "focus-prompt", win_focus_prompt },
 };
@@ -881,6 +935,11 @@ rs_window_dispose (GObject *object)
   g_clear_handle_id (&self->memory_timer, g_source_remove);
   if (self->worker)
     {
+      /* the views let go of the worker before it goes */
+      if (self->align_view)
+        rs_align_view_set_model (self->align_view, NULL, NULL);
+      if (self->compare_view)
+        rs_compare_view_set_model (self->compare_view, NULL, NULL);
       g_signal_handlers_disconnect_by_data (self->worker, self);
       rs_session_worker_shutdown (self->worker);
       g_clear_object (&self->worker);
@@ -912,6 +971,10 @@ rs_window_class_init (RsWindowClass *klass)
   g_type_ensure (RS_TYPE_HEATMAP_VIEW);
   g_type_ensure (RS_TYPE_TOKEN_VIEW);
   g_type_ensure (RS_TYPE_EXPERT_INSPECTOR);
+  g_type_ensure (RS_TYPE_ALIGN_VIEW);
+  g_type_ensure (RS_TYPE_SUPER_VIEW);
+  g_type_ensure (RS_TYPE_CONSISTENCY_VIEW);
+  g_type_ensure (RS_TYPE_COMPARE_VIEW);
   gtk_widget_class_set_template_from_resource (widget_class, "/io/github/routescope/Routescope/rs-window.ui");
 #define BIND(name) gtk_widget_class_bind_template_child (widget_class, RsWindow, name)
   BIND (subtitle_label);
@@ -933,6 +996,10 @@ rs_window_class_init (RsWindowClass *klass)
   BIND (views);
   BIND (heatmap_view);
   BIND (token_view);
+  BIND (align_view);
+  BIND (super_view);
+  BIND (consistency_view);
+  BIND (compare_view);
   BIND (inspector);
   BIND (model_label);
   BIND (state_label);
@@ -984,6 +1051,7 @@ rs_window_init (RsWindow *self)
 
   g_signal_connect (self->heatmap_view, "expert-activated", G_CALLBACK (on_expert_activated), self);
   g_signal_connect (self->token_view, "expert-activated", G_CALLBACK (on_expert_activated), self);
+  g_signal_connect (self->super_view, "expert-activated", G_CALLBACK (on_expert_activated), self);
   g_signal_connect_swapped (self->token_strip, "notify::selected", G_CALLBACK (on_token_selected), self);
 
   static const char *const chip_nicks[] = { "none", "entropy", "top-expert", "divergence", "probability", NULL };

@@ -14,9 +14,13 @@
 
 #include <gtk/gtk.h>
 
+#include "rs-align-view.h"
+#include "rs-compare-view.h"
+#include "rs-consistency-view.h"
 #include "rs-expert-inspector.h"
 #include "rs-heatmap-view.h"
 #include "rs-session-worker.h"
+#include "rs-super-view.h"
 #include "rs-token-strip.h"
 #include "rs-token-view.h"
 
@@ -46,7 +50,11 @@ RsHeatmapView     *rs_window_get_heatmap_view (RsWindow *self);
 RsTokenView       *rs_window_get_token_view (RsWindow *self);
 RsTokenStrip      *rs_window_get_token_strip (RsWindow *self);
 RsExpertInspector *rs_window_get_inspector (RsWindow *self);
-/* "load" or "token". */
+RsAlignView       *rs_window_get_align_view (RsWindow *self);
+RsSuperView       *rs_window_get_super_view (RsWindow *self);
+RsConsistencyView *rs_window_get_consistency_view (RsWindow *self);
+RsCompareView     *rs_window_get_compare_view (RsWindow *self);
+/* "load", "token", "align", "super", "consistency" or "compare". */
 void               rs_window_set_view (RsWindow *self, const char *name);
 
 G_END_DECLS

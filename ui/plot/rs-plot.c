@@ -297,13 +297,75 @@ format_value (char *buf, size_t size, double v, double step)
     v = 0;
   double a = fabs (v);
   if (a != 0 && (a >= 1e5 || a < 1e-3))
-    g_snprintf (buf, size, "%.2g", v);
-  else {
-    int dec = step >= 1 ? 0 : (int) ceil (-log10 (step) - 1e-9);
-    if (dec > 4)
-      dec = 4;
-    g_snprintf (buf, size, "%.*f", dec, v);
-  }
+    {
+      g_snprintf (buf, size, "%.2g", v);
+      return;
+    }
+  /* as many decimals as the step needs (2.5 -> 1, 0.25 -> 2) */
+  int dec = 0;
+  while (dec < 6)
+    {
+      double scaled = step * pow (10, dec);
+      if (fabs (scaled - round (scaled)) < 1e-6 * MAX (1.0, scaled))
+        break;
+      dec++;
+    }
+  g_snprintf (buf, size, "%.*f", dec, v);
+}
+
+/* The colour bar's ticks: positions in colour space (log10 units on a log
+ * scale) and their labels. Returns how many (at most @max). */
+typedef struct {
+  double pos;
+  char   label[32];
+} Tick;
+
+static int
+colorbar_ticks (const RsPlot *plot, int target, Tick *ticks, int max)
+{
+  int n = 0;
+  double lo = plot->vmin, hi = plot->vmax;
+  if (plot->log_scale && hi - lo >= 1.0)
+    {
+      /* decades; with few of them, 2x and 5x between */
+      static const double mult[] = { 1, 2, 5 };
+      int per = hi - lo >= target - 1 ? 1 : 3;
+      double dstep = MAX (1.0, ceil ((hi - lo) / MAX (target, 1)));
+      for (double k = floor (lo); k <= ceil (hi) && n < max; k += (per == 1 ? dstep : 1))
+        for (int m = 0; m < per && n < max; m++)
+          {
+            double pos = k + log10 (mult[m]);
+            if (pos < lo - 1e-9 || pos > hi + 1e-9)
+              continue;
+            ticks[n].pos = pos;
+            g_snprintf (ticks[n].label, sizeof ticks[n].label, "%g", pow (10, pos));
+            n++;
+          }
+      return n;
+    }
+  if (plot->log_scale)
+    {
+      /* less than a decade: round values, placed on the log axis */
+      double vlo = pow (10, lo), vhi = pow (10, hi);
+      double step = nice_step (vhi - vlo, target);
+      for (double v = ceil (vlo / step) * step; v <= vhi * (1 + 1e-9) && n < max; v += step)
+        {
+          if (v <= 0)
+            continue;
+          ticks[n].pos = log10 (v);
+          format_value (ticks[n].label, sizeof ticks[n].label, v, step);
+          n++;
+        }
+      return n;
+    }
+  double step = nice_step (hi - lo, target);
+  for (double v = ceil (lo / step) * step; v <= hi + step * 1e-9 && n < max; v += step)
+    {
+      ticks[n].pos = v;
+      format_value (ticks[n].label, sizeof ticks[n].label, v, step);
+      n++;
+    }
+  return n;
 }
 
 /* ---------------------------------------------------------------- drawing helpers */
@@ -486,12 +548,13 @@ typedef struct {
   double x0, x1, y0, y1; /* data range; y1 drawn at the top unless inverted */
   bool   y_inverted;     /* heatmaps: row 0 at the top */
   bool   index_axes;     /* heatmap: ticks at cell centres */
+  bool   x_integers;     /* lines whose x are all integers: integer ticks */
 } Ranges;
 
 static Ranges
 compute_ranges (const RsPlot *plot)
 {
-  Ranges R = { 0, 1, 0, 1, false, false };
+  Ranges R = { 0, 1, 0, 1, false, false, true };
   if (plot->rows > 0) {
     R.x0 = 0;
     R.x1 = plot->cols;
@@ -508,6 +571,8 @@ compute_ranges (const RsPlot *plot)
       double x = line->x[j], y = line->y[j];
       if (!isfinite (x) || !isfinite (y))
         continue;
+      if (x != floor (x))
+        R.x_integers = false;
       xl = MIN (xl, x);
       xh = MAX (xh, x);
       yl = MIN (yl, y);
@@ -614,14 +679,10 @@ rs_plot_draw (RsPlot *plot, cairo_t *cr, double width, double height)
   double cb_w = 0, cb_labels_w = 0;
   if (has_heat) {
     cb_w = CLAMP (width / 40.0, 6.0, 14.0);
-    double s = nice_step (plot->vmax - plot->vmin, 5);
-    for (double v = ceil (plot->vmin / s) * s; v <= plot->vmax + s * 1e-9; v += s) {
-      if (plot->log_scale)
-        g_snprintf (buf, sizeof buf, "%.3g", pow (10, v));
-      else
-        format_value (buf, sizeof buf, v, s);
-      cb_labels_w = MAX (cb_labels_w, text_width (cr, buf));
-    }
+    Tick ticks[32];
+    int nt = colorbar_ticks (plot, 6, ticks, G_N_ELEMENTS (ticks));
+    for (int i = 0; i < nt; i++)
+      cb_labels_w = MAX (cb_labels_w, text_width (cr, ticks[i].label));
     double label_w = (plot->colorbar_label && *plot->colorbar_label) ? font + pad * 0.5 : 0;
     right -= cb_w + 3 + pad * 0.5 + cb_labels_w + label_w + pad;
   }
@@ -741,6 +802,8 @@ rs_plot_draw (RsPlot *plot, cairo_t *cr, double width, double height)
         draw_text (cr, buf, left - 6, y, 1, 0.5, font);
       }
       xstep = nice_step (R.x1 - R.x0, (int) MAX (1, pw / x_steps_px));
+      if (R.x_integers)
+        xstep = MAX (1.0, ceil (xstep));
       for (double v = ceil (R.x0 / xstep) * xstep; v <= R.x1 + xstep * 1e-9; v += xstep) {
         double x = left + (v - R.x0) / (R.x1 - R.x0) * pw;
         format_value (buf, sizeof buf, v, xstep);
@@ -791,14 +854,11 @@ rs_plot_draw (RsPlot *plot, cairo_t *cr, double width, double height)
     cairo_stroke (cr);
 
     set_rgb (cr, P.fg);
-    double s = nice_step (plot->vmax - plot->vmin, (int) CLAMP (chh / 28, 2, 6));
-    for (double v = ceil (plot->vmin / s) * s; v <= plot->vmax + s * 1e-9; v += s) {
-      double y = cy + chh - (v - plot->vmin) / (plot->vmax - plot->vmin) * chh;
-      if (plot->log_scale)
-        g_snprintf (buf, sizeof buf, "%.3g", pow (10, v));
-      else
-        format_value (buf, sizeof buf, v, s);
-      draw_text (cr, buf, cx + cb_w + 3 + pad * 0.5, y, 0, 0.5, font);
+    Tick ticks[32];
+    int nt = colorbar_ticks (plot, (int) CLAMP (chh / 28, 2, 6), ticks, G_N_ELEMENTS (ticks));
+    for (int i = 0; i < nt; i++) {
+      double y = cy + chh - (ticks[i].pos - plot->vmin) / (plot->vmax - plot->vmin) * chh;
+      draw_text (cr, ticks[i].label, cx + cb_w + 3 + pad * 0.5, y, 0, 0.5, font);
       cairo_move_to (cr, cx + cb_w, round (y) + 0.5);
       cairo_line_to (cr, cx + cb_w + 3, round (y) + 0.5);
     }
