@@ -137,10 +137,10 @@ update_summary (RsAlignView *self)
       return;
     }
   g_autofree char *text = g_strdup_printf (
-    _("%" G_GINT64_FORMAT " sentence ids in %d languages, reference “%s”: %" G_GINT64_FORMAT " tokens in %.1f s "
+    _("%lld sentence ids in %d languages, reference “%s”: %lld tokens in %.1f s "
       "(engine %.1f s). Lines: mean normalised Jensen-Shannon divergence of each language's expert importance "
       "to the reference's, by layer."),
-    r->n_ids, r->n_lang, r->ref >= 0 ? r->langs[r->ref] : "?", r->n_tokens,
+    (long long) r->n_ids, r->n_lang, r->ref >= 0 ? r->langs[r->ref] : "?", (long long) r->n_tokens,
     r->engine_seconds + r->analysis_seconds + r->tokenize_seconds, r->engine_seconds);
   gtk_label_set_text (self->summary_label, text);
 }

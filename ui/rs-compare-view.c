@@ -92,9 +92,9 @@ compute (gpointer data)
         n++;
       }
   g_autofree char *text = g_strdup_printf (
-    _("%" G_GINT64_FORMAT " tokens: the experts that ran are the untouched router's choice for %.1f %% of the "
-      "(token, layer) pairs; %" G_GINT64_FORMAT " selections moved to other experts."),
-    self->trace->n_tokens, n ? 100.0 * mean / n : 100.0, moved);
+    _("%lld tokens: the experts that ran are the untouched router's choice for %.1f %% of the "
+      "(token, layer) pairs; %lld selections moved to other experts."),
+    (long long) self->trace->n_tokens, n ? 100.0 * mean / n : 100.0, (long long) moved);
   gtk_label_set_text (self->summary_label, text);
 }
 
@@ -174,17 +174,16 @@ on_measured (GObject *source, GAsyncResult *result, gpointer data)
   if (r == NULL)
     self->effect = g_strdup_printf (_("Could not measure: %s"), error->message);
   else if (!r->steered)
-    self->effect = g_strdup_printf (_("Perplexity of the prompt: %.3f over %" G_GINT64_FORMAT
-                                      " tokens (no interventions to compare with)."), r->ppl, r->n_scored);
+    self->effect = g_strdup_printf (_("Perplexity of the prompt: %.3f over %lld"
+                                      " tokens (no interventions to compare with)."), r->ppl, (long long) r->n_scored);
   else
     self->effect = g_strdup_printf (_("Perplexity of the prompt: %.3f without interventions, %.3f with them; "
                                       "mean KL of the next-token distributions %.4f nats; same top token at "
-                                      "%.1f %% of %" G_GINT64_FORMAT " positions."),
-                                    r->ppl, r->ppl_steered, r->kl, 100 * r->top1_agree, r->n_scored);
+                                      "%.1f %% of %lld positions."),
+                                    r->ppl, r->ppl_steered, r->kl, 100 * r->top1_agree, (long long) r->n_scored);
   if (r != NULL && r->steered && r->kl == 0 && r->ppl == r->ppl_steered)
     {
-      char *more = g_strconcat (self->effect, " ", _("(Interventions that start after the prompt do not change it; "
-                                                       "use Apply to Earlier Tokens or start them at token 0.)"), NULL);
+      char *more = g_strconcat (self->effect, " ", _("(These interventions start after the prompt, so they do not change it.)"), NULL);
       g_free (self->effect);
       self->effect = more;
     }

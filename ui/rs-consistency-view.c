@@ -60,7 +60,7 @@ compute (gpointer data)
   rs_special_params_init (&sp);
   self->special = rs_special_compute (self->trace, &sp, NULL);
   g_autoptr (GString) s = g_string_new (NULL);
-  g_string_append_printf (s, _("%" G_GINT64_FORMAT " tokens. Whole model:"), self->trace->n_tokens);
+  g_string_append_printf (s, _("%lld tokens. Whole model:"), (long long) self->trace->n_tokens);
   for (int i = 0; i < self->lrc->n_seg; i++)
     if (self->lrc->n_windows[i] > 0)
       g_string_append_printf (s, _(" m = %d: SRP %.3f, SCH %.3f;"), self->lrc->seg_lens[i], self->lrc->srp_model[i],
@@ -136,9 +136,9 @@ coact_tooltip (int row, int col, gpointer data)
   int E = r->n_expert;
   int64_t both = r->coact[((gsize) l * E + row) * E + col];
   int64_t a = r->coact[((gsize) l * E + row) * E + row];
-  return g_markup_printf_escaped (_("<b>Layer %d, experts %d and %d</b>\n%" G_GINT64_FORMAT
-                                    " tokens selected both (expert %d: %" G_GINT64_FORMAT ")"),
-                                  l, row, col, both, row, a);
+  return g_markup_printf_escaped (_("<b>Layer %d, experts %d and %d</b>\n%lld"
+                                    " tokens selected both (expert %d: %lld)"),
+                                  l, row, col, (long long) both, row, (long long) a);
 }
 
 static void

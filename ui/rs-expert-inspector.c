@@ -92,8 +92,8 @@ update_details (RsExpertInspector *self)
   RsExpertSummary sum;
   g_autoptr (GArray) top = g_array_new (FALSE, FALSE, sizeof (RsExpertToken));
   rs_expert_summary (self->trace, self->layer, self->expert, &sum, top, 12);
-  g_autofree char *load = g_strdup_printf (_("%" G_GINT64_FORMAT " of %" G_GINT64_FORMAT " tokens (%.1f %%)"),
-                                           sum.count, sum.n_tokens,
+  g_autofree char *load = g_strdup_printf (_("%lld of %lld tokens (%.1f %%)"),
+                                           (long long) sum.count, (long long) sum.n_tokens,
                                            sum.n_tokens > 0 ? 100.0 * sum.count / sum.n_tokens : 0.0);
   gtk_label_set_text (self->load_label, load);
   g_autofree char *prob = isnan (sum.mean_prob) ? g_strdup ("–") : g_strdup_printf ("%.4f", sum.mean_prob);
@@ -103,8 +103,8 @@ update_details (RsExpertInspector *self)
   if (sum.max_act_token >= 0)
     {
       g_autofree char *tok = token_label (self->trace, sum.max_act_token);
-      g_autofree char *act = g_strdup_printf (_("%.3g at token %" G_GINT64_FORMAT " “%s”, channel %d"),
-                                              sum.max_act, sum.max_act_token, tok, sum.max_act_channel);
+      g_autofree char *act = g_strdup_printf (_("%.3g at token %lld “%s”, channel %d"),
+                                              sum.max_act, (long long) sum.max_act_token, tok, sum.max_act_channel);
       gtk_label_set_text (self->act_label, act);
     }
   else

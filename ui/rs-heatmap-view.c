@@ -97,9 +97,9 @@ prepare (RsPlot *plot, gpointer user_data)
   rs_plot_set_y_label (plot, _("Layer"));
 
   g_autofree char *caption = g_strdup_printf (
-    g_dngettext (GETTEXT_PACKAGE, "%" G_GINT64_FORMAT " token · %d layers × %d experts",
-                 "%" G_GINT64_FORMAT " tokens · %d layers × %d experts", (gulong) self->acc->n_counted),
-    self->acc->n_counted, L, E);
+    g_dngettext (GETTEXT_PACKAGE, "%lld token · %d layers × %d experts",
+                 "%lld tokens · %d layers × %d experts", (gulong) self->acc->n_counted),
+    (long long) self->acc->n_counted, L, E);
   gtk_label_set_text (self->caption, caption);
 }
 
@@ -129,8 +129,8 @@ describe_cell (RsHeatmapView *self, int layer, int expert, gboolean markup)
   double weight = count > 0 ? self->acc->weight_sum[i] / count : NAN;
   g_autofree char *head = g_strdup_printf (_("Layer %d, expert %d"), layer, expert);
   g_autofree char *body = g_strdup_printf (
-    _("%.0f of %" G_GINT64_FORMAT " tokens (%.1f %%) · mean probability %.4f · mean weight %.4f"),
-    count, self->acc->n_counted, share, prob, weight);
+    _("%.0f of %lld tokens (%.1f %%) · mean probability %.4f · mean weight %.4f"),
+    count, (long long) self->acc->n_counted, share, prob, weight);
   if (markup)
     return g_markup_printf_escaped ("<b>%s</b>\n%s", head, body);
   return g_strdup_printf ("%s: %s", head, body);

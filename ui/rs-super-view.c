@@ -62,11 +62,11 @@ compute (gpointer data)
   guint n = r->super_experts->len;
   g_autofree char *summary = g_strdup_printf (
     g_dngettext (GETTEXT_PACKAGE,
-                 "%u super expert over %" G_GINT64_FORMAT " tokens: an expert whose largest output exceeds %.3g "
+                 "%u super expert over %lld tokens: an expert whose largest output exceeds %.3g "
                  "(the %.1fth percentile of the first %d layers, %.3g, and a tenth of their maximum, %.3g).",
-                 "%u super experts over %" G_GINT64_FORMAT " tokens: experts whose largest output exceeds %.3g "
+                 "%u super experts over %lld tokens: experts whose largest output exceeds %.3g "
                  "(the %.1fth percentile of the first %d layers, %.3g, and a tenth of their maximum, %.3g).", n),
-    n, self->trace->n_tokens, r->threshold, params.percentile, r->n_pool_layers, r->percentile_value,
+    n, (long long) self->trace->n_tokens, r->threshold, params.percentile, r->n_pool_layers, r->percentile_value,
     r->max_threshold);
   gtk_label_set_text (self->summary_label, summary);
   gtk_widget_set_sensitive (GTK_WIDGET (self->disable_button), n > 0);
@@ -75,8 +75,9 @@ compute (gpointer data)
     {
       const RsSuperExpert *se = &g_array_index (r->super_experts, RsSuperExpert, i);
       g_autofree char *tok = rs_token_display_text (self->trace, se->token);
-      g_string_append_printf (list, _("%slayer %d expert %d: %.4g at token %" G_GINT64_FORMAT " “%s”, channel %d"),
-                              i ? "; " : "", se->layer, se->expert, se->value, se->token, tok, se->channel);
+      if (i > 0)
+        g_string_append (list, "; ");
+      g_string_append_printf (list, _("layer %d expert %d: %.4g at token %lld “%s”, channel %d"), se->layer, se->expert, se->value, (long long) se->token, tok, se->channel);
     }
   gtk_label_set_text (self->list_label, list->str);
 }
@@ -119,10 +120,10 @@ tooltip (int row, int col, gpointer data)
   if (isnan (r->output_max[i]))
     return g_markup_printf_escaped ("<b>%s</b>\n%s", head, _("never routed"));
   g_autofree char *tok = rs_token_display_text (self->trace, r->token[i]);
-  g_autofree char *body = g_strdup_printf (_("largest output %.4g at token %" G_GINT64_FORMAT " “%s”, channel %d"),
-                                           r->output_max[i], r->token[i], tok, r->channel[i]);
-  return g_markup_printf_escaped ("<b>%s</b>\n%s%s", head, body,
-                                  r->output_max[i] > r->threshold ? _("\nsuper expert") : "");
+  g_autofree char *body = g_strdup_printf (_("largest output %.4g at token %lld “%s”, channel %d"),
+                                           r->output_max[i], (long long) r->token[i], tok, r->channel[i]);
+  return g_markup_printf_escaped ("<b>%s</b>\n%s%s%s", head, body, r->output_max[i] > r->threshold ? "\n" : "",
+                                  r->output_max[i] > r->threshold ? _("super expert") : "");
 }
 
 static void

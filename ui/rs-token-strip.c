@@ -570,7 +570,7 @@ on_query_tooltip (GtkWidget *widget, int x, int y, gboolean keyboard, GtkTooltip
   Chip *c = &g_array_index (self->chips, Chip, t);
   g_autoptr (GString) s = g_string_new (NULL);
   g_autofree char *esc = g_markup_escape_text (c->label, -1);
-  g_string_append_printf (s, _("Token %" G_GINT64_FORMAT " <b>%s</b> (%s)"), t, esc,
+  g_string_append_printf (s, _("Token %lld <b>%s</b> (%s)"), (long long) t, esc,
                           c->prompt ? _("prompt") : _("generated"));
   if (t < (gint64) self->values->len && self->value_format)
     {

@@ -99,9 +99,9 @@ fill (RsTokenView *self, RsPlot *plot, gboolean untouched)
   rs_plot_set_heatmap_outline (plot, self->mask);
   g_autofree char *tok = token_display (self->trace, self->token);
   g_autofree char *title = untouched
-                             ? g_strdup_printf (_("Token %" G_GINT64_FORMAT " “%s” without interventions"),
-                                                self->token, tok)
-                             : g_strdup_printf (_("Token %" G_GINT64_FORMAT " “%s”"), self->token, tok);
+                             ? g_strdup_printf (_("Token %lld “%s” without interventions"),
+                                                (long long) self->token, tok)
+                             : g_strdup_printf (_("Token %lld “%s”"), (long long) self->token, tok);
   rs_plot_set_title (plot, title);
   rs_plot_set_x_label (plot, untouched ? _("Expert (outlined: the untouched router's choice)")
                                        : _("Expert (outlined: the experts that ran)"));
@@ -149,8 +149,8 @@ update (RsTokenView *self)
     kind = g_strdup (_("prompt token"));
   else
     kind = g_strdup_printf (_("generated, p = %.3f"), g_array_index (tr->token_prob, float, self->token));
-  g_autofree char *markup = g_markup_printf_escaped (_("Token %" G_GINT64_FORMAT " <b>“%s”</b> (id %d, %s)"),
-                                                     self->token, tok,
+  g_autofree char *markup = g_markup_printf_escaped (_("Token %lld <b>“%s”</b> (id %d, %s)"),
+                                                     (long long) self->token, tok,
                                                      g_array_index (tr->token_ids, int32_t, self->token), kind);
   gtk_label_set_markup (self->token_label, markup);
 
