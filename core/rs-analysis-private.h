@@ -8,12 +8,13 @@
 #include "rs-analysis.h"
 #include "rs-error.h"
 
-/* p = softmax(z[0..n)) in double; FALSE when a logit is not finite (a
- * dense layer, or logits not recorded). */
+/* p = softmax(z[0..n)); FALSE when a logit is not finite (a dense layer,
+ * or logits not recorded). The exponentials are single precision (as
+ * the router's own), the normalisation double. */
 static inline gboolean
 rs_an_softmax (const float *z, int n, double *p)
 {
-  double max = -INFINITY;
+  float max = -INFINITY;
   for (int e = 0; e < n; e++)
     {
       if (!isfinite (z[e]))
@@ -23,11 +24,12 @@ rs_an_softmax (const float *z, int n, double *p)
   double sum = 0.0;
   for (int e = 0; e < n; e++)
     {
-      p[e] = exp (z[e] - max);
+      p[e] = expf (z[e] - max);
       sum += p[e];
     }
+  double inv = 1.0 / sum;
   for (int e = 0; e < n; e++)
-    p[e] /= sum;
+    p[e] *= inv;
   return TRUE;
 }
 

@@ -216,24 +216,42 @@ rs_entropy_compute (const RsTrace *tr, const RsEntropyParams *params, GError **e
     for (int l = 0; l < L; l++)
       {
         size_t i = (size_t) t * L + l;
-        if (!rs_an_softmax (z + i * E, E, p))
+        /* One pass over u_e = exp(z_e - z_max): S = sum u, p = u / S,
+         * H = ln S - sum u (z - z_max) / S (no log per expert), the best
+         * p is 1 / S. */
+        const float *zi = z + i * E;
+        float zmax = zi[0];
+        gboolean finite = TRUE;
+        for (int e = 0; e < E; e++)
+          {
+            finite &= isfinite (zi[e]);
+            zmax = MAX (zmax, zi[e]);
+          }
+        if (!finite)
           {
             r->entropy[i] = r->top1[i] = r->margin[i] = r->selected_mass[i] = NAN;
             continue;
           }
-        double h = 0.0, b1 = 0.0, b2 = 0.0;
+        double sum_u = 0.0, uz = 0.0, u2 = 0.0;
+        int n_best = 0;
         for (int e = 0; e < E; e++)
           {
-            if (p[e] > 0.0)
-              h -= p[e] * log (p[e]);
-            if (p[e] > b1)
-              {
-                b2 = b1;
-                b1 = p[e];
-              }
-            else if (p[e] > b2)
-              b2 = p[e];
+            float d = zi[e] - zmax;
+            double u = expf (d);
+            p[e] = u;
+            sum_u += u;
+            uz += u * d;
+            if (d == 0.0f)
+              n_best++;
+            else if (u > u2)
+              u2 = u;
           }
+        /* a tie for the best: margin 0 */
+        if (n_best > 1)
+          u2 = 1.0;
+        double inv = 1.0 / sum_u;
+        double h = log (sum_u) - uz * inv;
+        double b1 = inv, b2 = u2 * inv;
         r->entropy[i] = h;
         r->top1[i] = b1;
         r->margin[i] = b1 - b2;
@@ -248,7 +266,7 @@ rs_entropy_compute (const RsTrace *tr, const RsEntropyParams *params, GError **e
               {
                 int32_t e = ids[i * K + j];
                 if (e >= 0 && e < E)
-                  mass += p[e];
+                  mass += p[e] * inv;
               }
             r->selected_mass[i] = mass;
             r->mean_selected_mass[l] += mass;

@@ -641,6 +641,36 @@ test_sch_random (void)
         }
       g_free (sets);
     }
+  /* Capacities past the linear-scan limit use the heap: 80 items. */
+  for (int trial = 0; trial < 6; trial++)
+    {
+      const int n_items = 80, B = 6, T = 120, m = 1 + 7 * trial;
+      int32_t *sets = g_new (int32_t, T * B);
+      for (int t = 0; t < T; t++)
+        for (int j = 0; j < B; j++)
+          {
+            int x;
+            gboolean dup;
+            do
+              {
+                x = g_rand_int_range (rand, 0, n_items) % (10 + 12 * trial);
+                dup = FALSE;
+                for (int i = 0; i < j; i++)
+                  dup |= sets[t * B + i] == x;
+              }
+            while (dup);
+            sets[t * B + j] = x;
+          }
+      int64_t by_cap[82] = { 0 };
+      sch_mattson (sets, T, B, n_items, m, by_cap);
+      for (int cap = 40; cap <= 72; cap += 4)
+        {
+          int64_t fast = rs_sch_hits (sets, T, B, n_items, m, cap, RS_SCH_COLD_MISS, NULL);
+          g_assert_cmpint (fast, ==, sch_naive (sets, T, B, n_items, m, cap));
+          g_assert_cmpint (fast, ==, by_cap[cap]);
+        }
+      g_free (sets);
+    }
   g_rand_free (rand);
 }
 
