@@ -245,8 +245,9 @@ rs_token_view_set_model (RsTokenView *self, const RsModelInfo *info)
 void
 rs_token_view_trace_changed (RsTokenView *self, const RsTrace *trace, gint64 t0)
 {
+  gboolean replaced = trace != self->trace;
   self->trace = trace;
-  if (self->token >= t0 || (trace && self->token >= trace->n_tokens))
+  if (replaced || self->token >= t0 || (trace && self->token >= trace->n_tokens))
     update (self);
 }
 

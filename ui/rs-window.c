@@ -292,17 +292,19 @@ static void
 on_trace_changed (RsSessionWorker *worker, gint64 t0, RsWindow *self)
 {
   const RsTrace *tr = rs_session_worker_get_trace (worker);
-  rs_token_strip_set_trace (self->token_strip, tr, t0);
-  if (t0 < (gint64) self->chip_values->len)
-    g_array_set_size (self->chip_values, t0);
-  update_chip_values (self, t0);
+  /* The views first: the old trace may be gone (a new run), and the
+   * strip's selection change below makes the token view read the trace. */
   rs_heatmap_view_trace_changed (self->heatmap_view, tr, t0);
   rs_token_view_trace_changed (self->token_view, tr, t0);
-  rs_token_view_set_token (self->token_view, rs_token_strip_get_selected (self->token_strip));
   rs_super_view_trace_changed (self->super_view, tr, t0);
   rs_consistency_view_trace_changed (self->consistency_view, tr, t0);
   rs_compare_view_trace_changed (self->compare_view, tr, t0);
   rs_expert_inspector_trace_changed (self->inspector, tr, t0);
+  rs_token_strip_set_trace (self->token_strip, tr, t0);
+  if (t0 < (gint64) self->chip_values->len)
+    g_array_set_size (self->chip_values, t0);
+  update_chip_values (self, t0);
+  rs_token_view_set_token (self->token_view, rs_token_strip_get_selected (self->token_strip));
   update_state (self);
 }
 
@@ -1014,7 +1016,7 @@ device_text (void)
   const RsCpuFeatures *f = rs_cpu_features ();
   const char *simd = f->avx512vnni ? "AVX-512 VNNI" : f->avx512f ? "AVX-512" : f->avx2 ? "AVX2" : _("scalar");
   return g_strdup_printf (_("CPU (%s, %d cores)%s"), simd, g_get_num_processors (),
-                          RS_HAVE_CUDA ? "" : _(" · CUDA not built"));
+                          RS_HAVE_CUDA ? _(" · the CUDA backend cannot be chosen here yet") : _(" · CUDA not built"));
 }
 
 static void
