@@ -14,6 +14,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "rs-analysis.h"
 #include "rs-application.h"
 #include "rs-expert-inspector.h"
 #include "rs-heatmap-view.h"
@@ -371,6 +372,8 @@ test_load_accum (void)
               L * K * sizeof (float));
       memcpy (&g_array_index (grow->router_scores, float, t * L * E),
               &g_array_index (tr->router_scores, float, t * L * E), L * E * sizeof (float));
+      memcpy (&g_array_index (grow->router_logits, float, t * L * E),
+              &g_array_index (tr->router_logits, float, t * L * E), L * E * sizeof (float));
       rs_load_accum_update (inc, grow);
     }
   rs_load_accum_update (full, tr);
@@ -385,6 +388,42 @@ test_load_accum (void)
         else
           g_assert_cmpfloat_with_epsilon (a[i], b[i], 1e-5);
     }
+  /* the same numbers as core's analysis (rs_load_compute) */
+  RsLoadParams lp;
+  rs_load_params_init (&lp);
+  g_autoptr (RsLoadResult) core = rs_load_compute (tr, &lp, NULL);
+  g_assert_nonnull (core);
+  {
+    float cnt[L * E], mp[L * E], mw[L * E];
+    rs_load_accum_values (full, RS_LOAD_COUNT, cnt);
+    rs_load_accum_values (full, RS_LOAD_MEAN_PROB, mp);
+    rs_load_accum_values (full, RS_LOAD_MEAN_WEIGHT, mw);
+    for (int l = 1; l < L; l++)
+      for (int e = 0; e < E; e++)
+        {
+          int i = l * E + e;
+          g_assert_cmpfloat (cnt[i], ==, core->counts[i]);
+          g_assert_cmpfloat_with_epsilon (mp[i], core->mean_prob[i], 1e-6);
+          if (core->counts[i] > 0)
+            g_assert_cmpfloat_with_epsilon (mw[i], core->mean_weight[i], 1e-6);
+        }
+  }
+  /* the token strip's router entropy: core's per-(token, layer) entropy,
+   * averaged over the MoE layers */
+  RsEntropyParams ep;
+  rs_entropy_params_init (&ep);
+  g_autoptr (RsEntropyResult) ent = rs_entropy_compute (tr, &ep, NULL);
+  g_assert_nonnull (ent);
+  double h[50];
+  rs_token_stat_values (tr, RS_TOKEN_STAT_ENTROPY, 0, 0, 50, h);
+  for (int t = 0; t < 50; t++)
+    {
+      double sum = 0;
+      for (int l = 1; l < L; l++)
+        sum += ent->entropy[t * L + l];
+      g_assert_cmpfloat_with_epsilon (h[t], sum / (L - 1), 1e-4);
+    }
+
   /* mean probability: each MoE row sums to 1 */
   float p[L * E];
   rs_load_accum_values (full, RS_LOAD_MEAN_PROB, p);

@@ -69,7 +69,8 @@ static void
 accum_token (RsLoadAccum *acc, const RsTrace *tr, int64_t t)
 {
   const int L = tr->n_layer, E = tr->n_expert, K = tr->k_slots;
-  const gboolean have_w = has (tr->topk_weights), have_s = has (tr->router_scores);
+  const gboolean have_w = has (tr->topk_weights), have_z = has (tr->router_logits);
+  double p[RS_MAX_EXPERTS];
   for (int l = 0; l < L; l++)
     {
       if (!acc->moe[l])
@@ -82,13 +83,20 @@ accum_token (RsLoadAccum *acc, const RsTrace *tr, int64_t t)
             if (have_w)
               acc->weight_sum[l * E + ids[j]] += WEIGHTS (tr)[(t * L + l) * K + j];
           }
-      if (!have_s)
+      /* the router probability p = softmax(raw logits), as rs-analysis.h
+       * defines it: what the router says, whatever the interventions */
+      if (!have_z || E > RS_MAX_EXPERTS)
         continue;
-      const float *s = (const float *) tr->router_scores->data + (t * L + l) * E;
-      if (isnan (s[0]))
+      const float *z = (const float *) tr->router_logits->data + (t * L + l) * E;
+      if (isnan (z[0]))
         continue;
+      double max = z[0], sum = 0;
+      for (int e = 1; e < E; e++)
+        max = MAX (max, z[e]);
       for (int e = 0; e < E; e++)
-        acc->prob_sum[l * E + e] += s[e];
+        sum += p[e] = exp (z[e] - max);
+      for (int e = 0; e < E; e++)
+        acc->prob_sum[l * E + e] += p[e] / sum;
       acc->prob_n[l]++;
     }
 }

@@ -17,12 +17,13 @@ G_BEGIN_DECLS
 
 typedef enum {
   RS_LOAD_COUNT,        /* tokens routed to the expert */
-  RS_LOAD_MEAN_PROB,    /* mean router score over all tokens */
+  RS_LOAD_MEAN_PROB,    /* mean router probability (softmax of the raw logits) over all tokens */
   RS_LOAD_MEAN_WEIGHT,  /* mean gate weight over the tokens routed to it */
 } RsLoadStat;
 
 /* Expert load accumulated token by token, so that a live run costs one
- * token's worth of work per new token. */
+ * token's worth of work per new token. The numbers are rs_load_compute's
+ * (rs-analysis.h; the tests check that they agree). */
 typedef struct {
   int       n_layer, n_expert;
   int64_t   done;        /* tokens accumulated */
