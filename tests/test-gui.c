@@ -238,6 +238,20 @@ test_disable_expert (void)
   /* the other layers are untouched where the routing was the same */
   g_assert_null (rs_window_get_error (window));
 
+  /* edit it to start at token 0 and replay: no token at all uses it now */
+  activate ("set-intervention-from", g_variant_new ("(ix)", 0, (gint64) 0));
+  g_assert_true (wait_until (interventions_confirmed, GINT_TO_POINTER (1), 30));
+  ivs = rs_session_worker_get_interventions (rs_window_get_worker (window), &n);
+  g_assert_cmpint (ivs[0].from_token, ==, 0);
+  gint64 before_replay = tr->n_tokens;
+  activate ("replay", NULL);
+  g_assert_true (wait_until (worker_settled, NULL, 30));
+  tr = rs_session_worker_get_trace (rs_window_get_worker (window));
+  g_assert_cmpint (tr->n_tokens, ==, before_replay); /* generated tokens kept (teacher-forced) */
+  for (gint64 t = 0; t < tr->n_tokens; t++)
+    for (int j = 0; j < K; j++)
+      g_assert_cmpint (g_array_index (tr->topk_ids, int32_t, (t * L + disabled_layer) * K + j), !=, disabled_expert);
+
   /* show that token's routing in the token view */
   activate ("select-token", g_variant_new_int64 (tr->n_tokens - 1));
   g_assert_cmpint (rs_token_view_get_token (rs_window_get_token_view (window)), ==, tr->n_tokens - 1);

@@ -31,6 +31,7 @@ struct _RsExpertInspector {
   const RsTrace *trace;
   int           layer, expert;
   guint         update_idle;
+  GArray       *shown;  /* RsIntervention the list shows */
 };
 
 G_DEFINE_FINAL_TYPE (RsExpertInspector, rs_expert_inspector, GTK_TYPE_WIDGET)
@@ -215,20 +216,53 @@ on_value_changed (GtkSpinButton *spin, RsExpertInspector *self)
                               gtk_spin_button_get_value (spin));
 }
 
+static void
+on_from_changed (GtkSpinButton *spin, RsExpertInspector *self)
+{
+  int index = GPOINTER_TO_INT (g_object_get_data (G_OBJECT (spin), "rs-index"));
+  gtk_widget_activate_action (GTK_WIDGET (self), "win.set-intervention-from", "(ix)", index,
+                              (gint64) gtk_spin_button_get_value (spin));
+}
+
 static GtkWidget *
 intervention_row (RsExpertInspector *self, const RsIntervention *iv, int index)
 {
-  GtkWidget *box = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 6);
-  gtk_widget_set_margin_start (box, 8);
-  gtk_widget_set_margin_end (box, 4);
-  gtk_widget_set_margin_top (box, 4);
-  gtk_widget_set_margin_bottom (box, 4);
+  GtkWidget *rows = gtk_box_new (GTK_ORIENTATION_VERTICAL, 4);
+  gtk_widget_set_margin_start (rows, 8);
+  gtk_widget_set_margin_end (rows, 4);
+  gtk_widget_set_margin_top (rows, 4);
+  gtk_widget_set_margin_bottom (rows, 4);
+
+  GtkWidget *top = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 6);
   g_autofree char *text = rs_intervention_describe (iv);
   GtkWidget *label = gtk_label_new (text);
   gtk_label_set_xalign (GTK_LABEL (label), 0);
   gtk_label_set_wrap (GTK_LABEL (label), TRUE);
   gtk_widget_set_hexpand (label, TRUE);
-  gtk_box_append (GTK_BOX (box), label);
+  gtk_box_append (GTK_BOX (top), label);
+  GtkWidget *remove = gtk_button_new_from_icon_name ("list-remove-symbolic");
+  gtk_widget_set_valign (remove, GTK_ALIGN_CENTER);
+  gtk_widget_add_css_class (remove, "flat");
+  gtk_widget_set_tooltip_text (remove, _("Remove this intervention"));
+  gtk_actionable_set_action_name (GTK_ACTIONABLE (remove), "win.remove-intervention");
+  gtk_actionable_set_action_target (GTK_ACTIONABLE (remove), "i", index);
+  gtk_box_append (GTK_BOX (top), remove);
+  gtk_box_append (GTK_BOX (rows), top);
+
+  GtkWidget *bottom = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 6);
+  GtkWidget *from_label = gtk_label_new (_("From token"));
+  gtk_widget_add_css_class (from_label, "dim-label");
+  gtk_box_append (GTK_BOX (bottom), from_label);
+  GtkWidget *from = gtk_spin_button_new_with_range (0, self->info ? MAX (self->info->n_ctx, 1) : 1 << 20, 1);
+  gtk_spin_button_set_value (GTK_SPIN_BUTTON (from), (double) iv->from_token);
+  gtk_widget_set_tooltip_text (from, _("The first token position it applies to (0: the whole sequence, prompt "
+                                       "included; earlier tokens change when replayed)"));
+  g_object_set_data (G_OBJECT (from), "rs-index", GINT_TO_POINTER (index));
+  g_signal_connect (from, "value-changed", G_CALLBACK (on_from_changed), self);
+  g_object_set_data (G_OBJECT (rows), "rs-label", label);
+  g_object_set_data (G_OBJECT (rows), "rs-from", from);
+  gtk_box_append (GTK_BOX (bottom), from);
+
   double lo = 0, hi = 0, step = 0;
   int digits = 0;
   switch (iv->kind)
@@ -241,28 +275,74 @@ intervention_row (RsExpertInspector *self, const RsIntervention *iv, int index)
     }
   if (step > 0)
     {
+      GtkWidget *value_label = gtk_label_new (_("Value"));
+      gtk_widget_add_css_class (value_label, "dim-label");
+      gtk_widget_set_margin_start (value_label, 6);
+      gtk_box_append (GTK_BOX (bottom), value_label);
       GtkWidget *spin = gtk_spin_button_new_with_range (lo, hi, step);
       gtk_spin_button_set_digits (GTK_SPIN_BUTTON (spin), digits);
       gtk_spin_button_set_value (GTK_SPIN_BUTTON (spin), iv->value);
-      gtk_widget_set_valign (spin, GTK_ALIGN_CENTER);
       gtk_widget_set_tooltip_text (spin, _("Change the value (applies from the next token)"));
       g_object_set_data (G_OBJECT (spin), "rs-index", GINT_TO_POINTER (index));
       g_signal_connect (spin, "value-changed", G_CALLBACK (on_value_changed), self);
-      gtk_box_append (GTK_BOX (box), spin);
+      gtk_box_append (GTK_BOX (bottom), spin);
+      g_object_set_data (G_OBJECT (rows), "rs-value", spin);
     }
-  GtkWidget *remove = gtk_button_new_from_icon_name ("list-remove-symbolic");
-  gtk_widget_set_valign (remove, GTK_ALIGN_CENTER);
-  gtk_widget_add_css_class (remove, "flat");
-  gtk_widget_set_tooltip_text (remove, _("Remove this intervention"));
-  gtk_actionable_set_action_name (GTK_ACTIONABLE (remove), "win.remove-intervention");
-  gtk_actionable_set_action_target (GTK_ACTIONABLE (remove), "i", index);
-  gtk_box_append (GTK_BOX (box), remove);
-  return box;
+  gtk_box_append (GTK_BOX (rows), bottom);
+  return rows;
+}
+
+static gboolean
+same_target (const RsIntervention *a, const RsIntervention *b)
+{
+  if (a->kind != b->kind || a->layer_first != b->layer_first || a->layer_last != b->layer_last
+      || a->n_experts != b->n_experts)
+    return FALSE;
+  for (int i = 0; i < a->n_experts; i++)
+    if (a->experts[i] != b->experts[i])
+      return FALSE;
+  return TRUE;
+}
+
+static void
+set_spin_quietly (GtkSpinButton *spin, double value, GCallback handler, gpointer data)
+{
+  if (spin == NULL || gtk_spin_button_get_value (spin) == value)
+    return;
+  g_signal_handlers_block_by_func (spin, handler, data);
+  gtk_spin_button_set_value (spin, value);
+  g_signal_handlers_unblock_by_func (spin, handler, data);
 }
 
 void
 rs_expert_inspector_set_interventions (RsExpertInspector *self, const RsIntervention *ivs, int n)
 {
+  /* The same interventions with other values (the user is editing one):
+   * update the rows in place, so that the spin button being used stays. */
+  gboolean same = self->shown->len == (guint) n;
+  for (int i = 0; same && i < n; i++)
+    same = same_target (&g_array_index (self->shown, RsIntervention, i), &ivs[i]);
+  g_array_set_size (self->shown, 0);
+  g_array_append_vals (self->shown, ivs, n);
+  if (same && n > 0)
+    {
+      for (int i = 0; i < n; i++)
+        {
+          GtkListBoxRow *row = gtk_list_box_get_row_at_index (self->ivs_list, i);
+          GtkWidget *rows = row ? gtk_list_box_row_get_child (row) : NULL;
+          if (rows == NULL)
+            continue;
+          g_autofree char *text = rs_intervention_describe (&ivs[i]);
+          gtk_label_set_text (g_object_get_data (G_OBJECT (rows), "rs-label"), text);
+          set_spin_quietly (g_object_get_data (G_OBJECT (rows), "rs-from"), (double) ivs[i].from_token,
+                            G_CALLBACK (on_from_changed), self);
+          set_spin_quietly (g_object_get_data (G_OBJECT (rows), "rs-value"), ivs[i].value,
+                            G_CALLBACK (on_value_changed), self);
+        }
+      if (self->layer >= 0)
+        queue_update (self);
+      return;
+    }
   GtkWidget *child;
   while ((child = gtk_widget_get_first_child (GTK_WIDGET (self->ivs_list))) != NULL)
     gtk_list_box_remove (self->ivs_list, child);
@@ -285,11 +365,19 @@ rs_expert_inspector_dispose (GObject *object)
 }
 
 static void
+rs_expert_inspector_finalize (GObject *object)
+{
+  g_array_unref (RS_EXPERT_INSPECTOR (object)->shown);
+  G_OBJECT_CLASS (rs_expert_inspector_parent_class)->finalize (object);
+}
+
+static void
 rs_expert_inspector_class_init (RsExpertInspectorClass *klass)
 {
   GObjectClass *object_class = G_OBJECT_CLASS (klass);
   GtkWidgetClass *widget_class = GTK_WIDGET_CLASS (klass);
   object_class->dispose = rs_expert_inspector_dispose;
+  object_class->finalize = rs_expert_inspector_finalize;
   g_type_ensure (RS_TYPE_PLOT_WIDGET);
   gtk_widget_class_set_template_from_resource (widget_class,
                                                "/io/github/routescope/Routescope/rs-expert-inspector.ui");
@@ -315,6 +403,7 @@ rs_expert_inspector_init (RsExpertInspector *self)
 {
   gtk_widget_init_template (GTK_WIDGET (self));
   self->layer = self->expert = -1;
+  self->shown = g_array_new (FALSE, FALSE, sizeof (RsIntervention));
   rs_plot_widget_set_prepare_func (self->weights_plot, prepare_weights, self);
   g_signal_connect_swapped (self->disable_button, "clicked", G_CALLBACK (on_disable), self);
   g_signal_connect_swapped (self->force_button, "clicked", G_CALLBACK (on_force), self);

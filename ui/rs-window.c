@@ -7,7 +7,8 @@
  *   win.save-trace (file chooser), win.save-trace-to(s)
  *   win.select-expert((ii)), win.select-token(x), win.show-view(s)
  *   win.disable-expert((ii)), win.force-expert((ii)), win.bias-expert((iid)), win.disable-super-experts
- *   win.set-intervention-value((id)), win.remove-intervention(i), win.clear-interventions
+ *   win.set-intervention-value((id)), win.set-intervention-from((ix)), win.remove-intervention(i),
+ *   win.clear-interventions
  *   win.dismiss-error, win.focus-prompt
  *
  * SPDX-License-Identifier: GPL-3.0-or-later
@@ -609,6 +610,22 @@ win_set_intervention_value (GSimpleAction *action, GVariant *param, gpointer dat
 }
 
 static void
+win_set_intervention_from (GSimpleAction *action, GVariant *param, gpointer data)
+{
+  RsWindow *self = data;
+  int index;
+  gint64 from;
+  g_variant_get (param, "(ix)", &index, &from);
+  if (index < 0 || index >= (int) self->ivs->len || from < 0)
+    return;
+  RsIntervention *iv = &g_array_index (self->ivs, RsIntervention, index);
+  if (iv->from_token == from)
+    return;
+  iv->from_token = from;
+  send_interventions (self);
+}
+
+static void
 win_remove_intervention (GSimpleAction *action, GVariant *param, gpointer data)
 {
   RsWindow *self = data;
@@ -860,6 +877,7 @@ static const GActionEntry win_actions[] = {
   { "force-expert", win_force_expert, "(ii)" },
   { "bias-expert", win_bias_expert, "(iid)" },
   { "set-intervention-value", win_set_intervention_value, "(id)" },
+  { "set-intervention-from", win_set_intervention_from, "(ix)" },
   { "remove-intervention", win_remove_intervention, "i" },
   { "clear-interventions", win_clear_interventions },
   { "disable-super-experts", win_disable_super_experts },
