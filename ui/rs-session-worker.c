@@ -426,6 +426,22 @@ warm_file (Shared *s, const char *path, guint serial)
     return TRUE; /* the model opened: a split part or a race; nothing to warm */
   off_t size = lseek (fd, 0, SEEK_END);
   lseek (fd, 0, SEEK_SET);
+  /* A model that does not fit comfortably in free memory is not read
+   * ahead: its pages would evict each other (and what else runs). */
+  guint64 available = 0;
+  g_autofree char *meminfo = NULL;
+  if (g_file_get_contents ("/proc/meminfo", &meminfo, NULL, NULL))
+    {
+      const char *line = strstr (meminfo, "MemAvailable:");
+      if (line)
+        available = g_ascii_strtoull (line + strlen ("MemAvailable:"), NULL, 10) * 1024;
+    }
+  if (available > 0 && (guint64) size > available / 2)
+    {
+      close (fd);
+      post_progress (s, 0.95, _("Mapping the weights (too large to read ahead)"));
+      return TRUE;
+    }
   const size_t chunk = 8u << 20;
   g_autofree char *buf = g_malloc (chunk);
   off_t done = 0;
