@@ -290,6 +290,25 @@ test_export (void)
   g_file_get_contents (svg, &svg_text, NULL, NULL);
   g_assert_nonnull (strstr (svg_text, "<svg"));
 
+  /* the interactive export: a file chooser with format, size and scale */
+  activate ("export-figure", NULL);
+  settle_frames ();
+  GtkWidget *chooser = NULL;
+  GListModel *toplevels = gtk_window_get_toplevels ();
+  for (guint i = 0; i < g_list_model_get_n_items (toplevels); i++)
+    {
+      g_autoptr (GObject) w = g_list_model_get_item (toplevels, i);
+      if (GTK_IS_FILE_CHOOSER (w))
+        chooser = GTK_WIDGET (w);
+    }
+  g_assert_nonnull (chooser);
+  g_assert_cmpstr (gtk_file_chooser_get_choice (GTK_FILE_CHOOSER (chooser), "format"), ==, "png");
+  g_assert_cmpstr (gtk_file_chooser_get_choice (GTK_FILE_CHOOSER (chooser), "size"), ==, "1200x750");
+  g_assert_cmpstr (gtk_file_chooser_get_choice (GTK_FILE_CHOOSER (chooser), "scale"), ==, "2");
+  save_screenshot (chooser, "gui-screenshot-export-dialog.png");
+  gtk_dialog_response (GTK_DIALOG (chooser), GTK_RESPONSE_CANCEL);
+  settle_frames ();
+
   /* the trace, through rs_trace_save in the worker */
   g_autofree char *npz = g_build_filename (tmpdir, "trace.npz", NULL);
   activate ("save-trace-to", g_variant_new_string (npz));

@@ -781,12 +781,13 @@ win_export_figure (GSimpleAction *action, GVariant *param, gpointer data)
   const char *format_labels[] = { _("PNG image"), _("SVG drawing"), _("PDF document"), NULL };
   gtk_file_chooser_add_choice (chooser, "format", _("Format"), format_ids, format_labels);
   gtk_file_chooser_set_choice (chooser, "format", "png");
-  const char *size_ids[] = { "800x500", "1200x750", "1600x1000", "view", NULL };
-  const char *size_labels[] = { _("800 × 500 pt"), _("1200 × 750 pt"), _("1600 × 1000 pt"), _("As on screen"), NULL };
+  /* the defaults first: GTK 4.8's fallback dialog ignores set_choice */
+  const char *size_ids[] = { "1200x750", "800x500", "1600x1000", "view", NULL };
+  const char *size_labels[] = { _("1200 × 750 pt"), _("800 × 500 pt"), _("1600 × 1000 pt"), _("As on screen"), NULL };
   gtk_file_chooser_add_choice (chooser, "size", _("Size"), size_ids, size_labels);
   gtk_file_chooser_set_choice (chooser, "size", "1200x750");
-  const char *scale_ids[] = { "1", "2", "3", NULL };
-  const char *scale_labels[] = { _("1× (PNG)"), _("2× (PNG)"), _("3× (PNG)"), NULL };
+  const char *scale_ids[] = { "2", "1", "3", NULL };
+  const char *scale_labels[] = { _("2× (PNG)"), _("1× (PNG)"), _("3× (PNG)"), NULL };
   gtk_file_chooser_add_choice (chooser, "scale", _("Scale"), scale_ids, scale_labels);
   gtk_file_chooser_set_choice (chooser, "scale", "2");
   const char *view = gtk_stack_get_visible_child_name (self->views);
