@@ -255,10 +255,13 @@ rs_application_activate (GApplication *app)
   RsApplication *self = RS_APPLICATION (app);
   gboolean fresh = gtk_application_get_active_window (GTK_APPLICATION (app)) == NULL;
   RsWindow *window = get_window (self);
-  GSettings *settings = rs_settings_get ();
-  g_settings_bind (settings, "window-width", window, "default-width", G_SETTINGS_BIND_DEFAULT);
-  g_settings_bind (settings, "window-height", window, "default-height", G_SETTINGS_BIND_DEFAULT);
-  g_settings_bind (settings, "window-maximized", window, "maximized", G_SETTINGS_BIND_DEFAULT);
+  if (fresh)
+    {
+      GSettings *settings = rs_settings_get ();
+      g_settings_bind (settings, "window-width", window, "default-width", G_SETTINGS_BIND_DEFAULT);
+      g_settings_bind (settings, "window-height", window, "default-height", G_SETTINGS_BIND_DEFAULT);
+      g_settings_bind (settings, "window-maximized", window, "maximized", G_SETTINGS_BIND_DEFAULT);
+    }
   gtk_window_present (GTK_WINDOW (window));
   if (!fresh || !self->open_default || rs_session_worker_get_model_info (rs_window_get_worker (window)) != NULL)
     return;
