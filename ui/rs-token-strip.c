@@ -17,6 +17,7 @@
 
 typedef struct {
   char  *label;    /* whitespace made visible */
+  PangoLayout *layout; /* shaped once, drawn every frame */
   gboolean prompt;
   int    text_w;
   double x, y, w;  /* layout, content coordinates */
@@ -58,6 +59,7 @@ chip_clear (gpointer data)
 {
   Chip *c = data;
   g_free (c->label);
+  g_clear_object (&c->layout);
 }
 
 static char *
@@ -98,10 +100,11 @@ get_layout (RsTokenStrip *self)
 static void
 measure_chip (RsTokenStrip *self, Chip *c)
 {
-  PangoLayout *layout = get_layout (self);
-  pango_layout_set_text (layout, c->label, -1);
+  get_layout (self);
+  g_clear_object (&c->layout);
+  c->layout = gtk_widget_create_pango_layout (GTK_WIDGET (self), c->label);
   int w, h;
-  pango_layout_get_pixel_size (layout, &w, &h);
+  pango_layout_get_pixel_size (c->layout, &w, &h);
   c->text_w = w;
   c->w = MAX (w + 2 * PAD_X, MIN_CHIP);
 }
@@ -203,8 +206,14 @@ rs_token_strip_set_trace (RsTokenStrip *self, const RsTrace *trace, gint64 t0)
       self->selected = sel;
       g_object_notify_by_pspec (G_OBJECT (self), selected_pspec);
     }
-  gtk_widget_queue_resize (GTK_WIDGET (self));
+  /* A new line of chips changes the height the strip asks for; otherwise
+   * a redraw is enough (no relayout of the window per token). */
+  int old_h = self->content_h;
   relayout (self);
+  if (self->layout_width < 0 || self->content_h != old_h)
+    gtk_widget_queue_resize (GTK_WIDGET (self));
+  else
+    gtk_widget_queue_draw (GTK_WIDGET (self));
   if (follow)
     ensure_visible (self, sel);
 }
@@ -421,9 +430,8 @@ rs_token_strip_draw (RsTokenStrip *self, cairo_t *cr, int width, int height)
       double lum = 0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2];
       double text = coloured ? (lum > 0.5 ? 0.08 : 0.97) : fg;
       cairo_set_source_rgba (cr, text, text, text, c->prompt && !coloured ? 0.75 : 1.0);
-      pango_layout_set_text (layout, c->label, -1);
       cairo_move_to (cr, c->x + (c->w - c->text_w) / 2, c->y + PAD_Y);
-      pango_cairo_show_layout (cr, layout);
+      pango_cairo_show_layout (cr, c->layout);
     }
   cairo_restore (cr);
 }

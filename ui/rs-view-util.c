@@ -29,6 +29,7 @@ run (RsRecompute *r)
   r->dirty = FALSE;
   r->last = g_get_monotonic_time ();
   r->func (r->widget);
+  r->cost = g_get_monotonic_time () - r->last;
 }
 
 static gboolean
@@ -47,7 +48,8 @@ schedule (RsRecompute *r)
   if (!r->dirty || r->source != 0 || !gtk_widget_get_mapped (r->widget))
     return;
   gint64 since = (g_get_monotonic_time () - r->last) / 1000;
-  int wait = since >= r->interval_ms ? 0 : (int) (r->interval_ms - since);
+  gint64 interval = MAX ((gint64) r->interval_ms, 10 * r->cost / 1000);
+  int wait = since >= interval ? 0 : (int) (interval - since);
   r->source = g_timeout_add (wait, timeout_cb, r);
 }
 
@@ -64,6 +66,7 @@ rs_recompute_init (RsRecompute *r, GtkWidget *widget, void (*func) (gpointer dat
   r->func = func;
   r->interval_ms = interval_ms;
   r->last = 0;
+  r->cost = 0;
   r->source = 0;
   r->dirty = TRUE;
   r->map_handler = g_signal_connect (widget, "map", G_CALLBACK (on_map), r);
