@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "rs-cli-analyze.h"
 #include "rs-cli.h"
 #include "rs-config.h"
 
@@ -22,6 +23,9 @@ static const struct {
   { "trace", rs_cli_trace, "run a prompt and save its routing trace (.npz, .jsonl, .csv)" },
   { "compare", rs_cli_compare, "run a prompt untouched and steered, side by side" },
   { "import", rs_cli_import, "convert routing captured by vLLM or SGLang into a trace file" },
+  { "analyze", rs_cli_analyze, "routing analyses of a trace or a run: load, entropy, align, super, lrc, special" },
+  { "align", rs_cli_align, "cross-lingual routing alignment over a parallel corpus" },
+  { "ppl", rs_cli_ppl, "perplexity of a text, with and without interventions" },
 };
 
 int
