@@ -85,38 +85,65 @@ struct _RsMatmulScratch {
 
 /* Largest token count for which the quantised dot path beats
  * dequantise + sgemm, from bench-matmul --sweep --all-types (1 thread,
- * 4096x4096 and 1024x2048, AVX-512 VNNI dots, OpenBLAS 0.3.21):
- *  - the K-quants and IQ4_XS have VNNI dots that outrun f32 sgemm at
- *    every batch size (int8 multiply-adds are 4x denser than f32 FMAs,
- *    and the weights need no dequantised copy): always qdot;
- *  - Q8_0 and the VNNI nibble formats stay ahead up to a few dozen rows;
+ * 4096x4096 and 1024x2048, Zen 5 with AVX-512 VNNI dots, OpenBLAS 0.3.21
+ * with its AVX2 "Haswell" and its AVX-512 "Cooperlake" kernels):
+ *  - the K-quants have VNNI dots that keep up with f32 sgemm to a few
+ *    dozen tokens (int8 multiply-adds are 4x denser than f32 FMAs, and
+ *    the weights need no dequantised copy); against the AVX2 sgemm, Q2_K
+ *    and Q6_K win at every size;
+ *  - Q8_0 and the VNNI nibble formats stay ahead up to 12-32 tokens;
  *  - formats with AVX2-only dots (Q4_1, Q5_0, Q5_1) and the float types
  *    (f32 FMA dots against sgemm's register blocking) cross over early.
- * Plain C dots (ROUTESCOPE_SIMD=scalar) lose to sgemm almost at once. */
+ * Plain C dots (ROUTESCOPE_SIMD=scalar) lose to sgemm almost at once.
+ * @blas_avx512: OpenBLAS runs AVX-512 kernels (1.65x the AVX2 ones). */
 static int64_t
-qdot_max_tokens (RsType type)
+qdot_max_tokens (RsType type, bool blas_avx512)
 {
   if (strcmp (rs_vec_dot_impl_name (type), "scalar") == 0)
     return 2;
   switch (type) {
   case RS_TYPE_F32:
-    return 6;
+    return blas_avx512 ? 2 : 6;
   case RS_TYPE_F16:
-  case RS_TYPE_BF16:
     return 12;
+  case RS_TYPE_BF16:
   case RS_TYPE_Q4_1:
+    return 8;
   case RS_TYPE_Q5_0:
   case RS_TYPE_Q5_1:
-    return 8;
+    return 6;
   case RS_TYPE_Q4_0:
   case RS_TYPE_IQ4_NL:
   case RS_TYPE_MXFP4:
+    return 12;
+  case RS_TYPE_IQ4_XS:
     return 24;
   case RS_TYPE_Q8_0:
+  case RS_TYPE_Q3_K:
+  case RS_TYPE_Q5_K:
+    return 32;
+  case RS_TYPE_Q4_K:
     return 48;
+  case RS_TYPE_Q6_K:
+    return blas_avx512 ? 48 : INT64_MAX;
+  case RS_TYPE_Q2_K:
+    return blas_avx512 ? 96 : INT64_MAX;
   default:
-    return INT64_MAX;
+    return 8;
   }
+}
+
+/* Whether OpenBLAS picked (or was told, OPENBLAS_CORETYPE) AVX-512
+ * kernels. */
+static bool
+blas_is_avx512 (void)
+{
+  static const char *const cores[] = { "skylakex", "cooperlake", "sapphirerapids" };
+  const char *core = openblas_get_corename ();
+  for (size_t i = 0; core != NULL && i < G_N_ELEMENTS (cores); i++)
+    if (g_ascii_strcasecmp (core, cores[i]) == 0)
+      return true;
+  return false;
 }
 
 static size_t
@@ -167,9 +194,10 @@ rs_matmul_scratch_new (int n_threads, int64_t max_cols, int64_t max_tokens)
   /* ROUTESCOPE_QDOT_MAX_TOKENS: for benchmarks and tests that measure
    * one path against the other. */
   const char *env = g_getenv ("ROUTESCOPE_QDOT_MAX_TOKENS");
+  const bool avx512 = blas_is_avx512 ();
   for (int t = 0; t < RS_TYPE_COUNT; t++)
     s->qdot_max[t] = env && *env ? MAX (g_ascii_strtoll (env, NULL, 10), 0)
-                   : rs_type_traits (t)->supported ? qdot_max_tokens ((RsType) t) : 0;
+                   : rs_type_traits (t)->supported ? qdot_max_tokens ((RsType) t, avx512) : 0;
   return s;
 }
 
