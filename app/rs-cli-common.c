@@ -35,8 +35,11 @@ rs_cli_model_open (const RsCliCommon *o, GError **error)
   m->model = rs_model_open (o->model_path, error);
   if (m->model == NULL)
     return NULL;
-  if (o->mlock && !rs_model_lock_memory (m->model, error))
-    return NULL;
+  /* As llama.cpp does, a refused lock is a warning: the run still works,
+   * only page eviction is not prevented. */
+  g_autoptr (GError) lock_error = NULL;
+  if (o->mlock && !rs_model_lock_memory (m->model, &lock_error))
+    fprintf (stderr, "routescope-cli: warning: %s; running without the lock\n", lock_error->message);
   m->tok = rs_tokenizer_new_from_gguf (rs_model_gguf (m->model), error);
   if (m->tok == NULL)
     return NULL;
