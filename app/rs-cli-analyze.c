@@ -296,7 +296,7 @@ input_clear (Input *in)
 
 typedef struct {
   RsCliCommon  o;
-  char        *text_file, *prompt, *figure, *routes, *seg_lens, *cold, *ablate, *stat, *layers;
+  char        *text_file, *prompt, *figure, *routes, *seg_lens, *cold, *ablate, *stat, *layers, *chart;
   int          max_chunks, layer, seq_len, seq_stride, top_n;
   gint64       t_from, t_to, min_count, min_tok_occ, min_pos_occ;
   double       cache_ratio, fraction, percentile, divisor;
@@ -754,10 +754,10 @@ do_lrc (Input *in, AnalyzeOpts *a, RsRouteSource routes, GError **error)
     }
   if (a->figure)
     {
-      /* SRP by default; a name containing "sch" gets the SCH chart. */
-      g_autofree char *base = g_path_get_basename (a->figure);
+      if (a->chart != NULL && strcmp (a->chart, "srp") != 0 && strcmp (a->chart, "sch") != 0)
+        return rs_cli_fail ("--chart takes srp or sch");
       g_autoptr (RsPlot) plot = rs_plot_new ();
-      rs_analysis_plot_lrc (plot, r, strstr (base, "sch") == NULL);
+      rs_analysis_plot_lrc (plot, r, g_strcmp0 (a->chart, "sch") != 0);
       if (!export_figure (plot, a->figure, error))
         return rs_cli_fail ((*error)->message);
     }
@@ -941,6 +941,7 @@ rs_cli_analyze (int argc, char **argv)
     { "seg-lens", 0, 0, G_OPTION_ARG_STRING, &a.seg_lens, "lrc: segment lengths (default 4,16,64,256)", "LIST" },
     { "cache-ratio", 0, 0, G_OPTION_ARG_DOUBLE, &a.cache_ratio, "lrc: cache size / k (default 2)", "R" },
     { "seq-stride", 0, 0, G_OPTION_ARG_INT, &a.seq_stride, "lrc: SCH over every N-th sequence (default 1)", "N" },
+    { "chart", 0, 0, G_OPTION_ARG_STRING, &a.chart, "lrc figure: srp (default) or sch", "srp|sch" },
     { "cold", 0, 0, G_OPTION_ARG_STRING, &a.cold, "lrc: first accesses: miss (default) or reference (as moe-lrc's code)", "POLICY" },
     { "fraction", 0, 0, G_OPTION_ARG_DOUBLE, &a.fraction, "super: pool the first round(F x L) layers (default 0.75)", "F" },
     { "percentile", 0, 0, G_OPTION_ARG_DOUBLE, &a.percentile, "super: percentile of the pool (default 99.5)", "P" },
