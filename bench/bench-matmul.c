@@ -1,6 +1,7 @@
 /* bench-matmul.c: throughput of the thread pool and of rs_matmul.
  *
- *   bench-matmul [--all-types] [--sweep] [--quick]
+ *   bench-matmul [--all-types | --types=F16,Q4_K,...] [--only=pool,decode,experts,prefill]
+ *                [--sweep [--sweep-threads=N]] [--quick] [--batches=N] [--batch-ms=MS]
  *
  * Decode numbers stream weights from DRAM: every measurement cycles
  * through copies of the matrix filling RING_BYTES, far more than the L3,
@@ -377,7 +378,10 @@ main (int argc, char **argv)
 {
   gboolean all_types = FALSE, sweep = FALSE, quick = FALSE;
   int sweep_threads = 2, batch_ms = 0;
+  char *type_list = NULL, *only = NULL;
   GOptionEntry entries[] = {
+    { "types", 0, 0, G_OPTION_ARG_STRING, &type_list, "Comma-separated weight types", "LIST" },
+    { "only", 0, 0, G_OPTION_ARG_STRING, &only, "Sections to run: pool,decode,experts,prefill", "LIST" },
     { "sweep-threads", 0, 0, G_OPTION_ARG_INT, &sweep_threads, "Threads for --sweep (1 or 2)", "N" },
     { "batches", 0, 0, G_OPTION_ARG_INT, &n_batches, "Batches per figure (the best counts)", "N" },
     { "batch-ms", 0, 0, G_OPTION_ARG_INT, &batch_ms, "Length of a batch", "MS" },
@@ -402,7 +406,18 @@ main (int argc, char **argv)
 
   RsType types[RS_TYPE_COUNT];
   int n_types = 0;
-  if (all_types) {
+  if (type_list) {
+    g_auto (GStrv) names = g_strsplit (type_list, ",", -1);
+    for (int i = 0; names[i]; i++) {
+      int t;
+      for (t = 0; t < RS_TYPE_COUNT; t++)
+        if (rs_type_traits (t)->supported && g_ascii_strcasecmp (rs_type_name (t), names[i]) == 0)
+          break;
+      if (t == RS_TYPE_COUNT)
+        g_error ("unknown or unsupported type '%s'", names[i]);
+      types[n_types++] = (RsType) t;
+    }
+  } else if (all_types) {
     for (int t = 0; t < RS_TYPE_COUNT; t++)
       if (rs_type_traits (t)->supported)
         types[n_types++] = (RsType) t;
@@ -421,12 +436,20 @@ main (int argc, char **argv)
   if (sweep) {
     bench_sweep (types, n_types, pools[CLAMP (sweep_threads, 1, 2) - 1]);
   } else {
-    bench_pool ();
-    bench_decode (types, n_types, pools);
-    bench_experts (types, n_types, pools);
-    bench_prefill (types, n_types, pools);
+#define WANT(name) (only == NULL || strstr (only, name) != NULL)
+    if (WANT ("pool"))
+      bench_pool ();
+    if (WANT ("decode"))
+      bench_decode (types, n_types, pools);
+    if (WANT ("experts"))
+      bench_experts (types, n_types, pools);
+    if (WANT ("prefill"))
+      bench_prefill (types, n_types, pools);
+#undef WANT
   }
   rs_thread_pool_free (pools[0]);
   rs_thread_pool_free (pools[1]);
+  g_free (type_list);
+  g_free (only);
   return 0;
 }
