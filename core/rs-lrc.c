@@ -370,12 +370,11 @@ sch_run (const Stream *s, int m, int cap, RsSchColdPolicy cold, Cache *c, int64_
       for (int i = 0; i < n; i++)
         {
           int x = c->buf[i];
-          if (c->pos[x] >= 0)
-            hits++;
-          else if (!c->seen[x] && cold == RS_SCH_COLD_REFERENCE && n_seen < cap)
-            hits++;
-          if (!c->seen[x])
+          int cached = c->pos[x] >= 0;
+          hits += cached;
+          if (G_UNLIKELY (!c->seen[x]))
             {
+              hits += !cached && cold == RS_SCH_COLD_REFERENCE && n_seen < cap;
               c->seen[x] = 1;
               n_seen++;
             }
