@@ -10,6 +10,7 @@
 #include <json-glib/json-glib.h>
 
 #include "rs-engine.h"
+#include "rs-run.h"
 #include "rs-sampler.h"
 #include "rs-error.h"
 #include "rs-test-gguf-writer.h"
@@ -353,6 +354,41 @@ test_reference_vectors (gconstpointer data)
   g_unlink (path);
 }
 
+/* The shipped demo model: llama.cpp's tokens for a text prompt, and its
+ * greedy continuation (tests/data/engine/demo-model.json). */
+static void
+test_demo_model (void)
+{
+  g_autofree char *model_path = g_test_build_filename (G_TEST_DIST, "..", "data", "models",
+                                                       "routescope-demo.gguf", NULL);
+  g_autofree char *json_path = g_test_build_filename (G_TEST_DIST, "data", "engine",
+                                                      "demo-model.json", NULL);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_assert_true (json_parser_load_from_file (parser, json_path, &error));
+  JsonObject *root = json_node_get_object (json_parser_get_root (parser));
+  g_autoptr (RsModel) model = rs_model_open (model_path, &error);
+  g_assert_no_error (error);
+  g_autoptr (RsTokenizer) tok = rs_tokenizer_new_from_gguf (rs_model_gguf (model), &error);
+  g_assert_no_error (error);
+  RsRunParams p = { .session = { .n_ctx = 128, .n_threads = 2 } };
+  g_autoptr (RsRun) run = rs_run_new (model, tok, &p, &error);
+  g_assert_true (rs_run_prompt_text (run, json_object_get_string_member (root, "prompt"), &error));
+  g_assert_no_error (error);
+  const RsTrace *tr = rs_run_trace (run);
+  JsonArray *want_prompt = json_object_get_array_member (root, "prompt_ids");
+  g_assert_cmpint (tr->n_tokens, ==, json_array_get_length (want_prompt));
+  for (int64_t i = 0; i < tr->n_tokens; i++)
+    g_assert_cmpint (g_array_index (tr->token_ids, int32_t, i), ==, json_array_get_int_element (want_prompt, i));
+  JsonArray *want = json_object_get_array_member (root, "ids");
+  for (guint i = 0; i < json_array_get_length (want); i++)
+    {
+      int32_t got;
+      g_assert_true (rs_run_step (run, -1, &got, &error));
+      g_assert_cmpint (got, ==, json_array_get_int_element (want, i));
+    }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -366,6 +402,7 @@ main (int argc, char **argv)
   g_test_add_func ("/engine/bad-inputs", test_bad_inputs);
   g_test_add_func ("/engine/cancel", test_cancel);
   g_test_add_func ("/engine/router-control", test_router_control);
+  g_test_add_func ("/engine/demo-model", test_demo_model);
   static const char *const vectors[] = {
     "olmoe-F32", "olmoe-F16", "olmoe-Q8_0", "olmoe-Q4_K",
     "qwen2moe-F32", "qwen2moe-F16", "qwen2moe-Q8_0", "qwen2moe-Q4_K",
