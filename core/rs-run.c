@@ -23,6 +23,7 @@ struct _RsRun {
   GArray            *ivs;        /* RsIntervention */
   int                n_applied;  /* interventions in force in the session; -1: rebuild */
   float             *logits;     /* [n_vocab] after the last token */
+  float              logits_max, logits_log_z; /* their softmax, for the probes */
   gboolean           have_logits;
   double             prefill_s, decode_s;
   int64_t            prefill_n, decode_n;
@@ -222,12 +223,17 @@ eval_range (RsRun *run, int64_t from, int64_t to, GError **error)
   return TRUE;
 }
 
+/* After each evaluation: the next-token distribution's entropy, and its
+ * normaliser, kept for the probability of the token chosen next. One
+ * pass over the vocabulary; nothing without probes. */
 static void
 record_entropy (RsRun *run, int64_t t)
 {
-  if (run->trace->next_entropy->len > 0)
-    g_array_index (run->trace->next_entropy, float, t) =
-      rs_logits_entropy (run->logits, run->hp->n_vocab);
+  if (run->trace->next_entropy->len == 0)
+    return;
+  float entropy;
+  rs_logits_stats (run->logits, run->hp->n_vocab, &run->logits_max, &run->logits_log_z, &entropy);
+  g_array_index (run->trace->next_entropy, float, t) = entropy;
 }
 
 gboolean
@@ -290,28 +296,18 @@ rs_run_step (RsRun *run, int32_t forced, int32_t *out, GError **error)
                    rs_session_n_ctx (run->session));
       return FALSE;
     }
-  float prob;
-  int32_t next = rs_sampler_sample (run->sampler, run->logits, &prob, NULL);
-  if (forced >= 0)
+  if (forced >= 0 && (uint32_t) forced >= run->hp->n_vocab)
     {
-      if ((uint32_t) forced >= run->hp->n_vocab)
-        {
-          g_set_error (error, RS_ERROR, RS_ERROR_INVALID, "token id %d is outside the "
-                       "vocabulary", forced);
-          return FALSE;
-        }
-      next = forced;
-      double max = run->logits[0], z = 0.0;
-      for (uint32_t i = 1; i < run->hp->n_vocab; i++)
-        max = fmax (max, run->logits[i]);
-      for (uint32_t i = 0; i < run->hp->n_vocab; i++)
-        z += exp (run->logits[i] - max);
-      prob = (float) (exp (run->logits[next] - max) / z);
+      g_set_error (error, RS_ERROR, RS_ERROR_INVALID, "token id %d is outside the "
+                   "vocabulary", forced);
+      return FALSE;
     }
+  int32_t next = forced >= 0 ? forced : rs_sampler_sample (run->sampler, run->logits, NULL, NULL);
   int64_t t = rs_trace_append_tokens (run->trace, &next, 1, FALSE);
   g_ptr_array_index (run->trace->token_text, t) = token_display_text (run->tok, next);
   if (run->trace->token_prob->len > 0)
-    g_array_index (run->trace->token_prob, float, t) = prob;
+    g_array_index (run->trace->token_prob, float, t) =
+      expf (run->logits[next] - run->logits_max - run->logits_log_z);
 
   gint64 t0 = g_get_monotonic_time ();
   if (!eval_range (run, t, t + 1, error))

@@ -143,20 +143,35 @@ rs_sampler_sample (RsSampler *s, const float *logits, float *prob, float *entrop
   return chosen;
 }
 
+void
+rs_logits_stats (const float *logits, int n, float *max_out, float *log_z_out, float *entropy)
+{
+  /* With d = x - max and e = exp(d): Z = sum e, H = log Z - sum(d e) / Z.
+   * Float exponentials of non-positive arguments cannot overflow. */
+  float max = logits[argmax (logits, n)];
+  double z = 0.0, dz = 0.0;
+  for (int i = 0; i < n; i++)
+    {
+      float d = logits[i] - max;
+      float e = expf (d);
+      z += e;
+      dz += (double) d * e;
+    }
+  double log_z = log (z);
+  if (max_out != NULL)
+    *max_out = max;
+  if (log_z_out != NULL)
+    *log_z_out = (float) log_z;
+  if (entropy != NULL)
+    *entropy = (float) (log_z - dz / z);
+}
+
 float
 rs_logits_entropy (const float *logits, int n)
 {
-  int32_t best = argmax (logits, n);
-  double sum = 0.0, h = 0.0;
-  for (int i = 0; i < n; i++)
-    sum += exp ((double) logits[i] - logits[best]);
-  double log_sum = log (sum);
-  for (int i = 0; i < n; i++)
-    {
-      double lp = (double) logits[i] - logits[best] - log_sum;
-      h -= exp (lp) * lp;
-    }
-  return (float) h;
+  float h;
+  rs_logits_stats (logits, n, NULL, NULL, &h);
+  return h;
 }
 
 void

@@ -28,5 +28,10 @@ int32_t rs_sampler_sample (RsSampler *sampler, const float *logits, float *prob,
 /* Entropy (nats) of softmax(@logits). */
 float rs_logits_entropy (const float *logits, int n_vocab);
 
+/* One pass over @logits for what the probes record: the largest logit,
+ * log of the softmax normaliser (relative to that maximum) and the
+ * entropy, so that p(i) = exp(logits[i] - max - log_z). */
+void rs_logits_stats (const float *logits, int n_vocab, float *max, float *log_z, float *entropy);
+
 /* The @n best (id, logit) pairs of @logits, best first. */
 void rs_top_logits (const float *logits, int n_vocab, int n, int32_t *ids, float *values);

@@ -11,6 +11,7 @@
 #include "rs-intervention.h"
 #include "rs-router.h"
 #include "rs-run.h"
+#include "rs-sampler.h"
 #include "rs-test-model.h"
 
 /* ---- the routing rule --------------------------------------------------- */
@@ -343,6 +344,17 @@ test_compare_measures (void)
   for (int i = 0; i < 3; i++)
     kl += exp (p[i]) / zp * ((p[i] - log (zp)) - (q[i] - log (zp)));
   g_assert_cmpfloat_with_epsilon (rs_kl_logits (p, q, 3), kl, 1e-9);
+  /* The probes' one-pass softmax statistics against the plain formulas. */
+  float max, log_z, h;
+  rs_logits_stats (p, 3, &max, &log_z, &h);
+  double hh = 0.0;
+  for (int i = 0; i < 3; i++)
+    hh -= exp (p[i]) / zp * log (exp (p[i]) / zp);
+  g_assert_cmpfloat (max, ==, 3.0f);
+  g_assert_cmpfloat_with_epsilon (log_z, log (zp) - 3.0, 1e-6);
+  g_assert_cmpfloat_with_epsilon (h, hh, 1e-6);
+  g_assert_cmpfloat_with_epsilon (expf (p[0] - max - log_z), exp (1) / zp, 1e-6);
+
   int32_t a[3] = { 1, 2, 3 }, b[3] = { 3, 4, -1 };
   g_assert_cmpfloat_with_epsilon (rs_jaccard (a, 3, b, 3), 1.0 / 4.0, 1e-12);
   int32_t none[2] = { -1, -1 };
