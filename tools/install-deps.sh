@@ -6,9 +6,9 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 PKGS="build-essential meson ninja-build pkg-config gettext \
   libglib2.0-dev libglib2.0-bin libopenblas-dev libpcre2-dev libjson-glib-dev libzip-dev \
-  libgtk-4-dev libcairo2-dev desktop-file-utils appstream"
+  libgtk-4-dev libcairo2-dev desktop-file-utils appstream adwaita-icon-theme fonts-dejavu-core"
 if [ "${1:-}" = "--test" ]; then
-  PKGS="$PKGS python3 python3-numpy xvfb xauth"
+  PKGS="$PKGS python3 python3-numpy xvfb xauth bc"
 fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
