@@ -4,6 +4,8 @@
  */
 #include "rs-align-view.h"
 
+#include "rs-analysis-plot.h"
+
 #include <glib/gi18n.h>
 #include <math.h>
 
@@ -56,27 +58,12 @@ rs_align_view_set_corpus (RsAlignView *self, const char *path)
   gtk_widget_set_tooltip_text (GTK_WIDGET (self->corpus_label), path);
 }
 
+/* The same chart the CLI's `align --figure` draws. */
 static void
 prepare (RsPlot *plot, gpointer data)
 {
   RsAlignView *self = data;
-  rs_plot_clear_lines (plot);
-  rs_plot_set_title (plot, _("Routing divergence from the reference language (normalised JSD)"));
-  rs_plot_set_x_label (plot, _("Layer"));
-  rs_plot_set_y_label (plot, NULL);
-  const RsAlignResult *r = self->result;
-  if (r == NULL)
-    return;
-  for (int g = 0; g < r->n_lang; g++)
-    {
-      if (g == r->ref)
-        continue;
-      const double *jsd = r->jsd[RS_IMPORTANCE_MEAN_PROB] + (gsize) g * r->n_layer;
-      g_autofree double *y = g_new (double, r->n_layer);
-      for (int l = 0; l < r->n_layer; l++)
-        y[l] = r->has_experts[l] ? jsd[l] : NAN;
-      rs_plot_add_line (plot, r->langs[g], NULL, y, r->n_layer);
-    }
+  rs_analysis_plot_align (plot, self->result, RS_IMPORTANCE_MEAN_PROB);
 }
 
 static void

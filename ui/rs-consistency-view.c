@@ -4,6 +4,8 @@
  */
 #include "rs-consistency-view.h"
 
+#include "rs-analysis-plot.h"
+
 #include <glib/gi18n.h>
 #include <math.h>
 
@@ -69,60 +71,24 @@ compute (gpointer data)
   gtk_label_set_text (self->summary_label, s->str);
 }
 
-static void
-lines (RsConsistencyView *self, RsPlot *plot, gboolean srp)
-{
-  rs_plot_clear_lines (plot);
-  rs_plot_set_x_label (plot, _("Layer"));
-  rs_plot_set_title (plot, srp ? _("Segment routing best performance (SRP)") : _("Segment cache best hit rate (SCH)"));
-  if (self->lrc == NULL)
-    return;
-  const RsLrcResult *r = self->lrc;
-  g_autofree double *y = g_new (double, r->n_layer);
-  for (int i = 0; i < r->n_seg; i++)
-    {
-      if (r->n_windows[i] == 0)
-        continue;
-      for (int l = 0; l < r->n_layer; l++)
-        y[l] = r->has_experts[l] ? (srp ? r->srp_layer : r->sch_layer)[i * r->n_layer + l] : NAN;
-      g_autofree char *label = g_strdup_printf (_("m = %d"), r->seg_lens[i]);
-      rs_plot_add_line (plot, label, NULL, y, r->n_layer);
-    }
-}
-
+/* The same charts the CLI's `analyze lrc|special --figure` draw. */
 static void
 prepare_srp (RsPlot *plot, gpointer data)
 {
-  lines (data, plot, TRUE);
+  rs_analysis_plot_lrc (plot, ((RsConsistencyView *) data)->lrc, TRUE);
 }
 
 static void
 prepare_sch (RsPlot *plot, gpointer data)
 {
-  lines (data, plot, FALSE);
+  rs_analysis_plot_lrc (plot, ((RsConsistencyView *) data)->lrc, FALSE);
 }
 
 static void
 prepare_coact (RsPlot *plot, gpointer data)
 {
   RsConsistencyView *self = data;
-  const RsSpecialResult *r = self->special;
-  int l = gtk_spin_button_get_value_as_int (self->layer_spin);
-  if (r == NULL || l < 0 || l >= r->n_layer)
-    {
-      rs_plot_set_heatmap (plot, NULL, 0, 0, RS_COLORMAP_VIRIDIS, FALSE, NULL);
-      rs_plot_set_title (plot, NULL);
-      return;
-    }
-  int E = r->n_expert;
-  g_autofree float *v = g_new (float, (gsize) E * E);
-  for (int i = 0; i < E * E; i++)
-    v[i] = r->has_experts[l] ? (float) r->coact[(gsize) l * E * E + i] : NAN;
-  rs_plot_set_heatmap (plot, v, E, E, RS_COLORMAP_VIRIDIS, FALSE, _("tokens selecting both"));
-  g_autofree char *title = g_strdup_printf (_("Co-activation of the experts of layer %d"), l);
-  rs_plot_set_title (plot, title);
-  rs_plot_set_x_label (plot, _("Expert"));
-  rs_plot_set_y_label (plot, _("Expert"));
+  rs_analysis_plot_coact (plot, self->special, gtk_spin_button_get_value_as_int (self->layer_spin));
 }
 
 static char *

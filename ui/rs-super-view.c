@@ -4,6 +4,8 @@
  */
 #include "rs-super-view.h"
 
+#include "rs-analysis-plot.h"
+
 #include <glib/gi18n.h>
 #include <math.h>
 
@@ -82,30 +84,18 @@ compute (gpointer data)
   gtk_label_set_text (self->list_label, list->str);
 }
 
+/* The same chart the CLI's `analyze super --figure` draws. */
 static void
 prepare (RsPlot *plot, gpointer data)
 {
   RsSuperView *self = data;
   if (self->result == NULL || self->info == NULL)
     {
-      rs_plot_set_heatmap (plot, NULL, 0, 0, RS_COLORMAP_MAGMA, TRUE, NULL);
+      rs_analysis_plot_super (plot, NULL, NULL);
       rs_plot_set_title (plot, NULL);
       return;
     }
-  const RsSuperResult *r = self->result;
-  int L = r->n_layer, E = r->n_expert;
-  rs_plot_set_heatmap (plot, r->output_max, L, E, RS_COLORMAP_MAGMA, TRUE, _("largest |expert output|"));
-  g_autofree guint8 *mask = g_new0 (guint8, (gsize) L * E);
-  for (guint i = 0; i < r->super_experts->len; i++)
-    {
-      const RsSuperExpert *se = &g_array_index (r->super_experts, RsSuperExpert, i);
-      mask[se->layer * E + se->expert] = 1;
-    }
-  rs_plot_set_heatmap_outline (plot, mask);
-  g_autofree char *title = g_strdup_printf (_("Super experts — %s"), self->info->name);
-  rs_plot_set_title (plot, title);
-  rs_plot_set_x_label (plot, _("Expert (outlined: super experts)"));
-  rs_plot_set_y_label (plot, _("Layer"));
+  rs_analysis_plot_super (plot, self->result, self->info->name);
 }
 
 static char *
