@@ -18,9 +18,11 @@
  *      the thread count or the batching into rs_matvec_multi.
  *
  * Prefill ("gemm") path, for many rows: threads claim tiles of W rows,
- * dequantise a tile to f32 in their own scratch and multiply it with
- * single-threaded OpenBLAS: y[:, tile] = x @ tile^T. F32 weights go to
- * sgemm straight from the mapped data.
+ * dequantise a tile to f32 in their own scratch and multiply it:
+ * y[:, tile] = x @ tile^T. F32 weights are used straight from the mapped
+ * data. On AVX-512 CPUs the multiply is our kernel (rs-gemm-avx512.c;
+ * the threads first pack x into panels, in the same step, like phase 1
+ * above); elsewhere single-threaded OpenBLAS sgemm.
  *
  * The regime switch (qdot_max_tokens) was measured with bench-matmul on
  * the target (2 vCPU EPYC, AVX-512): see the comment there.
@@ -36,6 +38,8 @@
 #include <stdatomic.h>
 #include <string.h>
 
+#include "rs-cpu.h"
+#include "rs-gemm-private.h"
 #include "rs-quant.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -78,56 +82,57 @@ struct _RsMatmulScratch {
   QuantRow *qrows;        /* [act_rows + 1] */
   int64_t  tile_elems;
   float   *tiles;         /* [n_threads][tile_elems] */
+  bool     gemm_avx512;   /* our AVX-512 kernel instead of cblas_sgemm */
+  float   *xpack;         /* [ceil (max_tokens / MR)] panels of max_cols (rs-gemm-private.h) */
   int64_t  qdot_max[RS_TYPE_COUNT]; /* qdot path up to this many tokens, per weight type */
 };
 
 /* ---- scratch ---- */
 
 /* Largest token count for which the quantised dot path beats
- * dequantise + sgemm, from bench-matmul --sweep --all-types (1 thread,
- * 4096x4096 and 1024x2048, Zen 5 with AVX-512 VNNI dots, OpenBLAS 0.3.21
- * with its AVX2 "Haswell" and its AVX-512 "Cooperlake" kernels):
- *  - the K-quants have VNNI dots that keep up with f32 sgemm to a few
- *    dozen tokens (int8 multiply-adds are 4x denser than f32 FMAs, and
- *    the weights need no dequantised copy); against the AVX2 sgemm, Q2_K
- *    and Q6_K win at every size;
- *  - Q8_0 and the VNNI nibble formats stay ahead up to 12-32 tokens;
- *  - formats with AVX2-only dots (Q4_1, Q5_0, Q5_1) and the float types
- *    (f32 FMA dots against sgemm's register blocking) cross over early.
- * Plain C dots (ROUTESCOPE_SIMD=scalar) lose to sgemm almost at once.
- * @blas_avx512: OpenBLAS runs AVX-512 kernels (1.65x the AVX2 ones). */
+ * dequantise + gemm, from bench-matmul --sweep --all-types (1 thread,
+ * 4096x4096 and 1024x2048 weights from DRAM, on the target: Zen 5 with
+ * AVX-512 VNNI dots).
+ * @fast_gemm: the gemm runs at AVX-512 speed (our kernel, or OpenBLAS
+ * with AVX-512 kernels: ~140 GFLOP/s per thread); otherwise it is
+ * OpenBLAS's AVX2 kernel (~85 GFLOP/s), and the dots stay ahead longer.
+ *  - The K-quants' VNNI dots (int8 multiply-adds are 4x denser than f32
+ *    FMAs, and the weights need no dequantised copy) keep up with the
+ *    f32 gemm to 12-32 tokens; against the AVX2 sgemm Q2_K and Q6_K win
+ *    at every size.
+ *  - Q8_0 and the VNNI nibble formats cross over at 12-16 tokens.
+ *  - Formats with AVX2-only dots (Q4_1, Q5_0, Q5_1) and the float types
+ *    (f32 FMA dots against register-blocked gemm) cross over at 6-8.
+ * Plain C dots (ROUTESCOPE_SIMD=scalar) lose to sgemm almost at once. */
 static int64_t
-qdot_max_tokens (RsType type, bool blas_avx512)
+qdot_max_tokens (RsType type, bool fast_gemm)
 {
   if (strcmp (rs_vec_dot_impl_name (type), "scalar") == 0)
     return 2;
   switch (type) {
   case RS_TYPE_F32:
-    return blas_avx512 ? 2 : 6;
-  case RS_TYPE_F16:
-    return 12;
-  case RS_TYPE_BF16:
-  case RS_TYPE_Q4_1:
-    return 8;
   case RS_TYPE_Q5_0:
   case RS_TYPE_Q5_1:
     return 6;
+  case RS_TYPE_F16:
+    return fast_gemm ? 8 : 12;
+  case RS_TYPE_BF16:
+  case RS_TYPE_Q4_1:
+  case RS_TYPE_MXFP4:
+    return 8;
   case RS_TYPE_Q4_0:
   case RS_TYPE_IQ4_NL:
-  case RS_TYPE_MXFP4:
-    return 12;
   case RS_TYPE_IQ4_XS:
-    return 24;
+  case RS_TYPE_Q5_K:
+    return fast_gemm ? 12 : 24;
   case RS_TYPE_Q8_0:
   case RS_TYPE_Q3_K:
-  case RS_TYPE_Q5_K:
-    return 32;
   case RS_TYPE_Q4_K:
-    return 48;
+    return fast_gemm ? 16 : 32;
   case RS_TYPE_Q6_K:
-    return blas_avx512 ? 48 : INT64_MAX;
+    return fast_gemm ? 24 : INT64_MAX;
   case RS_TYPE_Q2_K:
-    return blas_avx512 ? 96 : INT64_MAX;
+    return fast_gemm ? 32 : INT64_MAX;
   default:
     return 8;
   }
@@ -191,13 +196,22 @@ rs_matmul_scratch_new (int n_threads, int64_t max_cols, int64_t max_tokens)
   s->tile_elems = (int64_t) round_up ((size_t) MAX (TILE_ELEMS, TILE_MIN_ROWS * max_cols), 16);
   s->tiles = g_aligned_alloc ((gsize) n_threads * (gsize) s->tile_elems, sizeof (float), 64);
 
+  /* ROUTESCOPE_GEMM=blas keeps the OpenBLAS path on AVX-512 CPUs (to
+   * compare the two). */
+  s->gemm_avx512 = rs_cpu_features ()->avx512f && g_strcmp0 (g_getenv ("ROUTESCOPE_GEMM"), "blas") != 0;
+  if (s->gemm_avx512) {
+    const int64_t n_panels = (max_tokens + RS_GEMM_MR - 1) / RS_GEMM_MR;
+    s->xpack = g_aligned_alloc ((gsize) n_panels, (gsize) RS_GEMM_PANEL_FLOATS (max_cols) * sizeof (float), 64);
+  }
+
   /* ROUTESCOPE_QDOT_MAX_TOKENS: for benchmarks and tests that measure
    * one path against the other. */
   const char *env = g_getenv ("ROUTESCOPE_QDOT_MAX_TOKENS");
-  const bool avx512 = blas_is_avx512 ();
+  const bool fast_gemm = s->gemm_avx512 || blas_is_avx512 ();
   for (int t = 0; t < RS_TYPE_COUNT; t++)
     s->qdot_max[t] = env && *env ? MAX (g_ascii_strtoll (env, NULL, 10), 0)
-                   : rs_type_traits (t)->supported ? qdot_max_tokens ((RsType) t, avx512) : 0;
+                   : rs_type_traits (t)->supported ? qdot_max_tokens ((RsType) t, fast_gemm) : 0;
+
   return s;
 }
 
@@ -209,6 +223,7 @@ rs_matmul_scratch_free (RsMatmulScratch *s)
   g_aligned_free (s->act);
   g_free (s->qrows);
   g_aligned_free (s->tiles);
+  g_aligned_free (s->xpack);
   g_free (s);
 }
 
@@ -366,7 +381,12 @@ qdot_run (RsThreadPool *pool, QdotStep *st, QdotJob *jobs, int n_jobs,
 
 /* ---- gemm path ---- */
 
+/* One parallel step: (AVX-512 kernel only) threads claim panels of x
+ * and pack them, wait until all are packed (as qdot_convert does), then
+ * claim tiles of W rows. */
 typedef struct {
+  alignas (64) atomic_int_fast64_t next_panel;
+  alignas (64) atomic_int_fast64_t panels_done;
   alignas (64) atomic_int_fast64_t next_tile;
   alignas (64) const RsMatrix *w;
   const float     *x;
@@ -374,8 +394,35 @@ typedef struct {
   float           *y;
   int64_t          y_stride;
   int64_t          tile_rows, n_tiles;
+  int64_t          n_panels;  /* 0: cblas_sgemm on unpacked x */
   RsMatmulScratch *s;
 } GemmStep;
+
+static void
+gemm_pack (GemmStep *st)
+{
+  const int64_t k = st->w->n_cols;
+  for (;;) {
+    const int64_t p = atomic_fetch_add_explicit (&st->next_panel, 1, memory_order_relaxed);
+    if (p >= st->n_panels)
+      break;
+    const int64_t t0 = p * RS_GEMM_MR;
+    rs_gemm_pack_panel_avx512 (st->x + t0 * st->x_stride, st->x_stride, MIN (RS_GEMM_MR, st->n_tokens - t0), k,
+                               st->s->xpack + p * RS_GEMM_PANEL_FLOATS (k));
+    atomic_fetch_add_explicit (&st->panels_done, 1, memory_order_release);
+  }
+}
+
+static void
+gemm_wait_packed (GemmStep *st)
+{
+  for (int64_t spins = 0;
+       atomic_load_explicit (&st->panels_done, memory_order_acquire) < st->n_panels; spins++) {
+    cpu_relax ();
+    if (spins > 4096)
+      sched_yield ();
+  }
+}
 
 static void
 gemm_worker (void *data, int ith, int nth)
@@ -384,9 +431,13 @@ gemm_worker (void *data, int ith, int nth)
   const RsMatrix *w = st->w;
   const int64_t n = w->n_cols;
 
+  if (st->n_panels > 0)
+    gemm_pack (st);
   /* Threads beyond what the scratch was sized for have no tile buffer. */
   if (ith >= st->s->n_threads)
     return;
+  if (st->n_panels > 0)
+    gemm_wait_packed (st);
   float *tile = st->s->tiles + (size_t) ith * (size_t) st->s->tile_elems;
 
   for (;;) {
@@ -409,10 +460,13 @@ gemm_worker (void *data, int ith, int nth)
       ldb = n;
     }
     /* y[:, r0:r0+nr] = x[n_tokens, n] @ b[nr, n]^T */
-    cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans,
-                 (blasint) st->n_tokens, (blasint) nr, (blasint) n,
-                 1.0f, st->x, (blasint) st->x_stride, b, (blasint) ldb,
-                 0.0f, st->y + r0, (blasint) st->y_stride);
+    if (st->n_panels > 0)
+      rs_gemm_nt_avx512 (st->s->xpack, st->n_tokens, n, b, ldb, nr, st->y + r0, st->y_stride);
+    else
+      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans,
+                   (blasint) st->n_tokens, (blasint) nr, (blasint) n,
+                   1.0f, st->x, (blasint) st->x_stride, b, (blasint) ldb,
+                   0.0f, st->y + r0, (blasint) st->y_stride);
   }
 }
 
@@ -470,6 +524,8 @@ rs_matmul (RsThreadPool *pool, RsMatmulScratch *s, const RsMatrix *w,
   }
 
   GemmStep st;
+  atomic_init (&st.next_panel, 0);
+  atomic_init (&st.panels_done, 0);
   atomic_init (&st.next_tile, 0);
   st.w = w;
   st.x = x;
@@ -478,12 +534,16 @@ rs_matmul (RsThreadPool *pool, RsMatmulScratch *s, const RsMatrix *w,
   st.y = y;
   st.y_stride = y_stride;
   st.s = s;
+  /* The packed panels are sized for max_tokens; beyond, cblas_sgemm. */
+  st.n_panels = s->gemm_avx512 && n_tokens <= s->max_tokens ? (n_tokens + RS_GEMM_MR - 1) / RS_GEMM_MR : 0;
+  /* Tiles of whole micro-tiles (RS_GEMM_NR rows) for our kernel. */
+  const int64_t grain = st.n_panels > 0 ? RS_GEMM_NR : ROW_GRAIN;
   int64_t tr = s->tile_elems / w->n_cols;
-  tr = CLAMP (tr / ROW_GRAIN * ROW_GRAIN, TILE_MIN_ROWS, TILE_MAX_ROWS);
+  tr = CLAMP (tr / grain * grain, grain, TILE_MAX_ROWS / grain * grain);
   /* Enough tiles to keep every thread busy on small matrices. */
   const int nth = MIN (rs_thread_pool_n_threads (pool), s->n_threads);
-  while (tr > TILE_MIN_ROWS && (w->n_rows + tr - 1) / tr < 2 * nth)
-    tr /= 2;
+  while (tr > grain && (w->n_rows + tr - 1) / tr < 2 * nth)
+    tr = MAX (grain, tr / 2 / grain * grain);
   st.tile_rows = tr;
   st.n_tiles = (w->n_rows + tr - 1) / tr;
   if (nth <= 1)

@@ -242,20 +242,24 @@ typedef struct {
 #define MAX_TOKENS 300
 
 /* Scratches that take the default path choice, the quantised-dot path
- * for every token count, and the dequantise + sgemm path for every token
- * count, so that both paths are checked on every shape. */
-enum { PATH_DEFAULT, PATH_QDOT, PATH_GEMM, N_PATHS };
-static const char *const path_names[N_PATHS] = { "default", "qdot", "gemm" };
+ * for every token count, and the dequantise + gemm path for every token
+ * count (with our AVX-512 kernel where the CPU has it, and with
+ * cblas_sgemm), so that every path is checked on every shape. */
+enum { PATH_DEFAULT, PATH_QDOT, PATH_GEMM, PATH_GEMM_BLAS, N_PATHS };
+static const char *const path_names[N_PATHS] = { "default", "qdot", "gemm", "gemm-blas" };
 
 static void
-scratches_new (RsMatmulScratch **s, int n_threads, int64_t max_cols)
+scratches_new (RsMatmulScratch **s, int n_threads, int64_t max_cols, int64_t max_tokens)
 {
-  const char *env[N_PATHS] = { NULL, "100000", "0" };
+  const char *qdot_env[N_PATHS] = { NULL, "100000", "0", "0" };
   for (int p = 0; p < N_PATHS; p++) {
-    if (env[p])
-      g_setenv ("ROUTESCOPE_QDOT_MAX_TOKENS", env[p], TRUE);
-    s[p] = rs_matmul_scratch_new (n_threads, max_cols, MAX_TOKENS);
+    if (qdot_env[p])
+      g_setenv ("ROUTESCOPE_QDOT_MAX_TOKENS", qdot_env[p], TRUE);
+    if (p == PATH_GEMM_BLAS)
+      g_setenv ("ROUTESCOPE_GEMM", "blas", TRUE);
+    s[p] = rs_matmul_scratch_new (n_threads, max_cols, max_tokens);
     g_unsetenv ("ROUTESCOPE_QDOT_MAX_TOKENS");
+    g_unsetenv ("ROUTESCOPE_GEMM");
   }
 }
 
@@ -303,7 +307,7 @@ check_matmul (RsType type, const Shape *sh, RsThreadPool **pools, int n_pools, R
         rs_matmul (pools[p], scratches[path], &tm.m, x, x_stride, nt, y, y_stride);
         /* Which path the default takes is rs-matmul.c's business: it
          * gets the looser bound. */
-        const double *bnd = bound + (path == PATH_GEMM ? 0 : nt * sh->n_rows);
+        const double *bnd = bound + (path == PATH_GEMM || path == PATH_GEMM_BLAS ? 0 : nt * sh->n_rows);
 
         for (int64_t t = 0; t < nt; t++) {
           for (int64_t i = sh->n_rows; i < y_stride; i++)
@@ -332,8 +336,8 @@ check_matmul (RsType type, const Shape *sh, RsThreadPool **pools, int n_pools, R
         }
       }
   }
-  g_test_message ("%s %" G_GINT64_FORMAT "x%" G_GINT64_FORMAT ": worst err/bound %.3f (qdot), %.3f (gemm)",
-                  rs_type_name (type), sh->n_rows, sh->n_cols, worst[PATH_QDOT], worst[PATH_GEMM]);
+  g_test_message ("%s %" G_GINT64_FORMAT "x%" G_GINT64_FORMAT ": worst err/bound %.3f (qdot), %.3f (gemm), %.3f (gemm-blas)",
+                  rs_type_name (type), sh->n_rows, sh->n_cols, worst[PATH_QDOT], worst[PATH_GEMM], worst[PATH_GEMM_BLAS]);
   g_free (x);
   g_free (ref);
   g_free (bound);
@@ -356,7 +360,7 @@ test_matmul_type (gconstpointer data)
   };
   RsThreadPool *pools[3] = { rs_thread_pool_new (1), rs_thread_pool_new (2), rs_thread_pool_new (3) };
   RsMatmulScratch *s[N_PATHS];
-  scratches_new (s, 3, 2304);
+  scratches_new (s, 3, 2304, MAX_TOKENS);
   GRand *r = g_rand_new_with_seed (1000 + type);
 
   for (size_t i = 0; i < G_N_ELEMENTS (shapes); i++) {
@@ -374,15 +378,17 @@ test_matmul_type (gconstpointer data)
     rs_thread_pool_free (pools[i]);
 }
 
-/* A scratch sized for fewer threads than the pool: the extra threads
- * must sit the gemm path out, and results stay within bounds. */
+/* A scratch sized for fewer threads than the pool (the extra threads
+ * must sit the gemm path out) and for fewer tokens than some calls use
+ * (the packed-panel kernel gives way to cblas_sgemm): results stay
+ * within bounds. */
 static void
 test_matmul_small_scratch (void)
 {
   const RsType types[] = { RS_TYPE_Q4_K, RS_TYPE_F32, RS_TYPE_Q8_0 };
   RsThreadPool *pools[1] = { rs_thread_pool_new (2) };
   RsMatmulScratch *s[N_PATHS];
-  scratches_new (s, 1, 512);
+  scratches_new (s, 1, 512, 40);
   GRand *r = g_rand_new_with_seed (7);
   const Shape sh = { 512, 70, 0 };
   for (size_t i = 0; i < G_N_ELEMENTS (types); i++)
