@@ -25,25 +25,26 @@
 void
 rs_gemm_pack_panel_avx512 (const float *a, int64_t lda, int64_t rows, int64_t k, float *ap)
 {
+  const int64_t width = RS_GEMM_PANEL_WIDTH (rows);
   /* 16 x 16 blocks: read 16 columns of each row as one vector, write
    * them transposed. The tokens past @rows stay zero, so the kernel can
-   * always compute full panels. */
+   * always compute whole panels. */
   int64_t kk = 0;
   for (; kk + 16 <= k; kk += 16) {
-    float *dst = ap + kk * RS_GEMM_MR;
-    for (int64_t i = 0; i < RS_GEMM_MR; i++) {
+    float *dst = ap + kk * width;
+    for (int64_t i = 0; i < width; i++) {
       float v[16];
       if (i < rows)
         _mm512_storeu_ps (v, _mm512_loadu_ps (a + i * lda + kk));
       else
         memset (v, 0, sizeof v);
       for (int t = 0; t < 16; t++)
-        dst[t * RS_GEMM_MR + i] = v[t];
+        dst[t * width + i] = v[t];
     }
   }
   for (; kk < k; kk++)
-    for (int64_t i = 0; i < RS_GEMM_MR; i++)
-      ap[kk * RS_GEMM_MR + i] = i < rows ? a[i * lda + kk] : 0.0f;
+    for (int64_t i = 0; i < width; i++)
+      ap[kk * width + i] = i < rows ? a[i * lda + kk] : 0.0f;
 }
 
 /* acc[j] (two vectors: tokens 0-15, 16-31) += sum over kk < kc of
@@ -72,6 +73,27 @@ micro_12x32 (const float *restrict ap, const float *const b[RS_GEMM_NR], int64_t
 #undef STORE
 }
 
+/* The same for a half panel of 16 tokens (a batch of <= 16 tokens, or
+ * the tail of a larger one): half the work per column instead of a
+ * zero-padded full panel. 12 accumulators still cover the FMA latency. */
+static void
+micro_12x16 (const float *restrict ap, const float *const b[RS_GEMM_NR], int64_t kc,
+             float out[RS_GEMM_NR][RS_GEMM_MR])
+{
+#define DECL(j) __m512 c##j = _mm512_setzero_ps (); const float *restrict b##j = b[j];
+  ROWS (DECL)
+#undef DECL
+  for (int64_t kk = 0; kk < kc; kk++) {
+    const __m512 x0 = _mm512_load_ps (ap + kk * 16);
+#define FMA(j) c##j = _mm512_fmadd_ps (_mm512_set1_ps (b##j[kk]), x0, c##j);
+    ROWS (FMA)
+#undef FMA
+  }
+#define STORE(j) _mm512_storeu_ps (out[j], c##j);
+  ROWS (STORE)
+#undef STORE
+}
+
 void
 rs_gemm_nt_avx512 (const float *ap, int64_t m, int64_t k,
                    const float *b, int64_t ldb, int64_t n,
@@ -84,16 +106,20 @@ rs_gemm_nt_avx512 (const float *ap, int64_t m, int64_t k,
     const int64_t kc = k - k0 < KC ? k - k0 : KC;
     const bool first = k0 == 0;
     for (int64_t p = 0; p < n_panels; p++) {
-      const float *panel = ap + p * RS_GEMM_PANEL_FLOATS (k) + k0 * RS_GEMM_MR;
       const int64_t i0 = p * RS_GEMM_MR;
       const int64_t mi = m - i0 < RS_GEMM_MR ? m - i0 : RS_GEMM_MR;
+      const int64_t width = RS_GEMM_PANEL_WIDTH (mi);
+      const float *panel = ap + p * RS_GEMM_PANEL_FLOATS (k) + k0 * width;
       for (int64_t j0 = 0; j0 < n; j0 += RS_GEMM_NR) {
         const int64_t nj = n - j0 < RS_GEMM_NR ? n - j0 : RS_GEMM_NR;
         /* Rows past n repeat the last one: computed, never stored. */
         const float *rows[RS_GEMM_NR];
         for (int j = 0; j < RS_GEMM_NR; j++)
           rows[j] = b + (j0 + (j < nj ? j : nj - 1)) * ldb + k0;
-        micro_12x32 (panel, rows, kc, out);
+        if (width == 16)
+          micro_12x16 (panel, rows, kc, out);
+        else
+          micro_12x32 (panel, rows, kc, out);
 
         float *cp = c + i0 * ldc + j0;
         for (int64_t i = 0; i < mi; i++, cp += ldc)

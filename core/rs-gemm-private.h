@@ -11,6 +11,9 @@
  * so the micro-kernel loads the MR tokens of one column with two vector
  * loads and multiplies them by broadcast weights of RS_GEMM_NR rows,
  * keeping a NR x MR block of C in 24 registers. Any k works (no k tail).
+ * A panel with at most 16 tokens (the whole of a small batch, or the
+ * tail of a larger one) is packed 16 wide instead, ap[p][kk][i < 16],
+ * and multiplied with a half-width kernel rather than padded.
  *
  * SPDX-License-Identifier: GPL-3.0-or-later
  */
@@ -21,8 +24,12 @@
 #define RS_GEMM_MR 32 /* tokens per panel: two zmm of f32 */
 #define RS_GEMM_NR 12 /* weight rows per micro-tile */
 
-/* Floats of one packed panel of @k columns. */
+/* Floats reserved for one packed panel of @k columns (panel p starts
+ * at p * RS_GEMM_PANEL_FLOATS (k)). */
 #define RS_GEMM_PANEL_FLOATS(k) ((int64_t) (k) * RS_GEMM_MR)
+
+/* Width of a panel holding @rows tokens: 16 or RS_GEMM_MR. */
+#define RS_GEMM_PANEL_WIDTH(rows) ((rows) <= 16 ? 16 : RS_GEMM_MR)
 
 /* Packs @rows <= RS_GEMM_MR rows of A (@lda floats apart, @k long) into
  * one panel at @ap (64-byte aligned, RS_GEMM_PANEL_FLOATS (k) floats). */

@@ -98,11 +98,11 @@ struct _RsMatmulScratch {
  * OpenBLAS's AVX2 kernel (~85 GFLOP/s), and the dots stay ahead longer.
  *  - The K-quants' VNNI dots (int8 multiply-adds are 4x denser than f32
  *    FMAs, and the weights need no dequantised copy) keep up with the
- *    f32 gemm to 12-32 tokens; against the AVX2 sgemm Q2_K and Q6_K win
- *    at every size.
- *  - Q8_0 and the VNNI nibble formats cross over at 12-16 tokens.
+ *    AVX-512 gemm to 12-24 tokens; against the AVX2 sgemm Q2_K and Q6_K
+ *    win at every size.
+ *  - Q8_0 and the VNNI nibble formats cross over at 8-12 tokens.
  *  - Formats with AVX2-only dots (Q4_1, Q5_0, Q5_1) and the float types
- *    (f32 FMA dots against register-blocked gemm) cross over at 6-8.
+ *    (f32 FMA dots against register-blocked gemm) cross over at 4-6.
  * Plain C dots (ROUTESCOPE_SIMD=scalar) lose to sgemm almost at once. */
 static int64_t
 qdot_max_tokens (RsType type, bool fast_gemm)
@@ -113,26 +113,24 @@ qdot_max_tokens (RsType type, bool fast_gemm)
   case RS_TYPE_F32:
   case RS_TYPE_Q5_0:
   case RS_TYPE_Q5_1:
-    return 6;
+    return fast_gemm ? 4 : 6;
   case RS_TYPE_F16:
-    return fast_gemm ? 8 : 12;
   case RS_TYPE_BF16:
   case RS_TYPE_Q4_1:
-  case RS_TYPE_MXFP4:
-    return 8;
+    return fast_gemm ? 6 : 8;
   case RS_TYPE_Q4_0:
   case RS_TYPE_IQ4_NL:
   case RS_TYPE_IQ4_XS:
-  case RS_TYPE_Q5_K:
-    return fast_gemm ? 12 : 24;
+  case RS_TYPE_MXFP4:
+    return fast_gemm ? 8 : 12;
   case RS_TYPE_Q8_0:
   case RS_TYPE_Q3_K:
   case RS_TYPE_Q4_K:
-    return fast_gemm ? 16 : 32;
+  case RS_TYPE_Q5_K:
+    return fast_gemm ? 12 : 32;
   case RS_TYPE_Q6_K:
-    return fast_gemm ? 24 : INT64_MAX;
   case RS_TYPE_Q2_K:
-    return fast_gemm ? 32 : INT64_MAX;
+    return fast_gemm ? 24 : INT64_MAX;
   default:
     return 8;
   }
