@@ -4,6 +4,7 @@
  */
 #include "rs-test-model.h"
 
+#include <glib/gstdio.h>
 #include <math.h>
 #include <string.h>
 
@@ -208,4 +209,25 @@ rs_test_model_write (const RsTestModelSpec *s, const char *path, GError **error)
     }
   g_rand_free (r);
   return rs_test_gguf_write (w, path, error);
+}
+
+void
+rs_test_model_file_open (RsTestModelFile *f, const RsTestModelSpec *spec, const char *name)
+{
+  g_autoptr (GError) error = NULL;
+  f->path = g_build_filename (g_get_tmp_dir (), name, NULL);
+  g_assert_true (rs_test_model_write (spec, f->path, &error));
+  f->model = rs_model_open (f->path, &error);
+  g_assert_no_error (error);
+  f->tok = rs_tokenizer_new_from_gguf (rs_model_gguf (f->model), &error);
+  g_assert_no_error (error);
+}
+
+void
+rs_test_model_file_close (RsTestModelFile *f)
+{
+  rs_tokenizer_free (f->tok);
+  rs_model_free (f->model);
+  g_unlink (f->path);
+  g_free (f->path);
 }

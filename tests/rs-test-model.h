@@ -8,6 +8,8 @@
 #include <glib.h>
 #include <stdint.h>
 
+#include "rs-model.h"
+#include "rs-tokenizer.h"
 #include "rs-types.h"
 
 typedef struct {
@@ -38,3 +40,14 @@ RsTestModelSpec rs_test_model_spec (const char *arch, RsType type, uint32_t seed
 #define RS_TEST_MODEL_N_VOCAB 300
 
 gboolean rs_test_model_write (const RsTestModelSpec *spec, const char *path, GError **error);
+
+/* A generated model written to the temporary folder as @name and opened
+ * with its tokenizer (the fixture of the run-level tests). */
+typedef struct {
+  char        *path;
+  RsModel     *model;
+  RsTokenizer *tok;
+} RsTestModelFile;
+
+void rs_test_model_file_open  (RsTestModelFile *f, const RsTestModelSpec *spec, const char *name);
+void rs_test_model_file_close (RsTestModelFile *f);

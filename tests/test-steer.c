@@ -174,33 +174,20 @@ test_parse (void)
 
 /* ---- runs --------------------------------------------------------------- */
 
-typedef struct {
-  char        *path;
-  RsModel     *model;
-  RsTokenizer *tok;
-} Fixture;
+typedef RsTestModelFile Fixture;
 
 static void
 fixture_set_up (Fixture *f, gconstpointer data)
 {
   RsTestModelSpec spec = rs_test_model_spec ("qwen3moe", RS_TYPE_F32, 21);
   spec.n_layer = 3;
-  f->path = g_build_filename (g_get_tmp_dir (), "steer-qwen3moe.gguf", NULL);
-  g_autoptr (GError) error = NULL;
-  g_assert_true (rs_test_model_write (&spec, f->path, &error));
-  f->model = rs_model_open (f->path, &error);
-  g_assert_no_error (error);
-  f->tok = rs_tokenizer_new_from_gguf (rs_model_gguf (f->model), &error);
-  g_assert_no_error (error);
+  rs_test_model_file_open (f, &spec, "steer-qwen3moe.gguf");
 }
 
 static void
 fixture_tear_down (Fixture *f, gconstpointer data)
 {
-  rs_tokenizer_free (f->tok);
-  rs_model_free (f->model);
-  g_unlink (f->path);
-  g_free (f->path);
+  rs_test_model_file_close (f);
 }
 
 static RsRun *
